@@ -1,0 +1,36 @@
+"""kanzoo model zoo: a registry of KAN models and their MLP/CNN twins.
+
+``create_model(name, **overrides)``, ``list_models(pattern)``, ``model_info(name)``,
+``from_pretrained(path_or_name)``, ``list_pretrained()``; families register themselves on import.
+"""
+
+from kanzoo.models._base import CheckpointMismatchError, KanzooConfig, KanzooModel, count_parameters
+from kanzoo.models._registry import (
+    create_model,
+    from_pretrained,
+    is_model,
+    list_families,
+    list_models,
+    list_pretrained,
+    model_info,
+    register_alias,
+    register_family,
+    register_model,
+)
+
+__all__ = [
+    "CheckpointMismatchError",
+    "KanzooConfig",
+    "KanzooModel",
+    "count_parameters",
+    "create_model",
+    "from_pretrained",
+    "is_model",
+    "list_families",
+    "list_models",
+    "list_pretrained",
+    "model_info",
+    "register_alias",
+    "register_family",
+    "register_model",
+]

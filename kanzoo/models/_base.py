@@ -1,0 +1,282 @@
+"""Shared configuration and checkpoint machinery for the vision families.
+
+A family defines a ``@dataclass`` config deriving from :class:`KanzooConfig` (JSON-serializable
+fields only: layer specs are strings such as ``"kan"``/``"conv"``/``"kan_rational"`` plus a
+``layer_kwargs`` dict) and a model class deriving from ``nn.Module`` and :class:`KanzooModel`.
+``save_pretrained(dir)`` writes ``config.json`` (with ``"kanzoo_model": <family key>``) and
+``model.safetensors``; ``from_pretrained(dir)`` rebuilds the model and loads the weights strictly,
+naming every missing/unexpected key and shape mismatch when they disagree. No pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+__all__ = [
+    "CONFIG_NAME",
+    "WEIGHTS_NAME",
+    "CheckpointMismatchError",
+    "KanzooConfig",
+    "KanzooModel",
+    "check_state_dict",
+    "count_parameters",
+]
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+C = TypeVar("C", bound="KanzooConfig")
+M = TypeVar("M", bound="KanzooModel")
+
+
+class CheckpointMismatchError(ValueError):
+    """A state dict does not fit the model: lists missing/unexpected keys and shape mismatches."""
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(
+        "config values must be JSON-serializable (str, number, bool, list, dict), "
+        f"got {type(value).__name__}: {value!r}; "
+        "pass layer choices as strings like 'kan' and their options in layer_kwargs"
+    )
+
+
+@dataclasses.dataclass
+class KanzooConfig:
+    """Base for family configs: a dataclass of JSON-friendly values with dict/JSON round trips."""
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            _jsonable(getattr(self, field.name))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a plain JSON-serializable dict (tuples become lists)."""
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls: type[C], data: dict[str, Any], **overrides: Any) -> C:
+        """Build from a dict, ignoring bookkeeping keys written by ``save_pretrained``.
+
+        Raises:
+            ValueError: Unknown fields (named in the message).
+        """
+        data = {k: v for k, v in {**data, **overrides}.items() if k not in _BOOKKEEPING}
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"{cls.__name__} has no field(s) {unknown}; valid fields: {sorted(names)}")
+        return cls(**data)
+
+    def replace(self: C, **overrides: Any) -> C:
+        """A copy with some fields replaced (unknown fields raise ValueError)."""
+        return type(self).from_dict(self.to_dict(), **overrides)
+
+    def to_json_string(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+_BOOKKEEPING = frozenset({"kanzoo_model", "kanzoo_version", "architecture"})
+
+
+def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
+    """Number of (optionally only trainable) parameter elements, shared tensors counted once."""
+    seen: set[int] = set()
+    total = 0
+    for p in model.parameters():
+        if trainable_only and not p.requires_grad:
+            continue
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        total += p.numel()
+    return total
+
+
+def _fmt_keys(keys: list[str], limit: int = 20) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def check_state_dict(
+    model: nn.Module, state_dict: dict[str, torch.Tensor], *, source: str = "checkpoint"
+) -> None:
+    """Raise :class:`CheckpointMismatchError` unless ``state_dict`` fits ``model`` exactly.
+
+    Args:
+        model: The module to load into.
+        state_dict: Tensors by name.
+        source: What to call the state dict in the error (e.g. its file path).
+    """
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    shapes = sorted(
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in set(expected) & set(state_dict)
+        if tuple(expected[k].shape) != tuple(state_dict[k].shape)
+    )
+    if not (missing or unexpected or shapes):
+        return
+    parts = [f"{source} does not match {type(model).__name__}:"]
+    if missing:
+        parts.append(f"missing keys ({len(missing)}): {_fmt_keys(missing)}")
+    if unexpected:
+        parts.append(f"unexpected keys ({len(unexpected)}): {_fmt_keys(unexpected)}")
+    if shapes:
+        parts.append(f"shape mismatches ({len(shapes)}): {_fmt_keys(shapes)}")
+    raise CheckpointMismatchError("\n  ".join(parts))
+
+
+def _package_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("kanzoo")
+    except Exception:  # not installed as a distribution
+        return "unknown"
+
+
+class KanzooModel:
+    """Mixin giving an ``nn.Module`` with a ``.config`` the safetensors + JSON checkpoint format.
+
+    Subclasses set ``config_class`` (a :class:`KanzooConfig` dataclass) and ``kanzoo_model`` (the
+    family key written into ``config.json`` and registered with ``register_family``), and accept the
+    config as their first constructor argument.
+    """
+
+    config_class: ClassVar[type[KanzooConfig]]
+    kanzoo_model: ClassVar[str]
+    config: KanzooConfig
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def _make_config(
+        cls, config: KanzooConfig | dict[str, Any] | None, overrides: dict[str, Any]
+    ) -> KanzooConfig:
+        """Config from an instance, a dict or the defaults, with keyword overrides applied."""
+        if config is None:
+            return cls.config_class.from_dict({}, **overrides)
+        if isinstance(config, dict):
+            return cls.config_class.from_dict(config, **overrides)
+        if not isinstance(config, cls.config_class):
+            raise TypeError(
+                f"{cls.__name__} expects a {cls.config_class.__name__}, got {type(config).__name__}"
+            )
+        return config.replace(**overrides) if overrides else config
+
+    def num_parameters(self, *, trainable_only: bool = False) -> int:
+        """Parameter count (shared tensors once)."""
+        assert isinstance(self, nn.Module)
+        return count_parameters(self, trainable_only=trainable_only)
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into ``save_directory`` (created if needed).
+
+        Returns:
+            The directory path.
+        """
+        assert isinstance(self, nn.Module)
+        out = Path(save_directory)
+        out.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "kanzoo_model": self.kanzoo_model,
+            "kanzoo_version": _package_version(),
+            **self.config.to_dict(),
+        }
+        with open(out / CONFIG_NAME, "w", encoding="utf-8") as fh:
+            json.dump(payload, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+        # Clone so tensors that share storage (views, tied weights) serialize independently.
+        tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in self.state_dict().items()}
+        save_file(
+            tensors, str(out / WEIGHTS_NAME), metadata={"format": "pt", "kanzoo_model": self.kanzoo_model}
+        )
+        return out
+
+    @classmethod
+    def from_pretrained(
+        cls: type[M],
+        directory: str | os.PathLike,
+        *,
+        map_location: str | torch.device = "cpu",
+        strict: bool = True,
+        **config_overrides: Any,
+    ) -> M:
+        """Rebuild a model saved with :meth:`save_pretrained` and load its weights.
+
+        Args:
+            directory: The checkpoint directory.
+            map_location: Device to place the loaded tensors on.
+            strict: Require the weights to fit exactly (names and shapes); non-strict still
+                rejects shape mismatches and reports what was skipped via a warning.
+            **config_overrides: Config fields to change before building (e.g. ``dropout=0.0``);
+                changing architecture fields makes loading fail with a named mismatch.
+
+        Returns:
+            The model in eval mode.
+
+        Raises:
+            FileNotFoundError: The directory, its config.json or model.safetensors is missing.
+            ValueError: The config belongs to another family, has unknown fields, or the weights
+                do not fit (missing/unexpected keys, shape mismatches are named).
+        """
+        root = Path(directory)
+        if not root.is_dir():
+            raise FileNotFoundError(f"checkpoint directory {root} does not exist")
+        cfg_path, w_path = root / CONFIG_NAME, root / WEIGHTS_NAME
+        for p in (cfg_path, w_path):
+            if not p.is_file():
+                raise FileNotFoundError(
+                    f"{root} is missing {p.name} (expected {CONFIG_NAME} + {WEIGHTS_NAME})"
+                )
+        with open(cfg_path, encoding="utf-8") as fh:
+            data = json.load(fh)
+        key = data.get("kanzoo_model")
+        if key != cls.kanzoo_model:
+            raise ValueError(
+                f"{cfg_path} holds a {key!r} model; {cls.__name__} loads {cls.kanzoo_model!r} checkpoints "
+                "(use kanzoo.from_pretrained to dispatch automatically)"
+            )
+        config = cls.config_class.from_dict(data, **config_overrides)
+        model = cls(config)
+        state = load_file(str(w_path), device=str(map_location))
+        if strict:
+            check_state_dict(model, state, source=str(w_path))
+            model.load_state_dict(state, strict=True)
+        else:
+            own = model.state_dict()
+            bad = sorted(
+                f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+                for k in state
+                if k in own and own[k].shape != state[k].shape
+            )
+            if bad:
+                raise CheckpointMismatchError(f"{w_path}: shape mismatches ({len(bad)}): {_fmt_keys(bad)}")
+            result = model.load_state_dict(state, strict=False)
+            if result.missing_keys or result.unexpected_keys:
+                warnings.warn(
+                    f"non-strict load of {w_path}: missing {result.missing_keys}, "
+                    f"unexpected {result.unexpected_keys}",
+                    stacklevel=2,
+                )
+        model.to(map_location)
+        model.eval()
+        return model
