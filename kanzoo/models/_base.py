@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -29,6 +30,9 @@ __all__ = [
     "KanzooModel",
     "check_state_dict",
     "count_parameters",
+    "make_activation",
+    "match_width",
+    "parameter_count_of",
 ]
 
 CONFIG_NAME = "config.json"
@@ -280,3 +284,76 @@ class KanzooModel:
         model.to(map_location)
         model.eval()
         return model
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers shared by the families
+# ----------------------------------------------------------------------------------------------
+
+_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": lambda: nn.ReLU(inplace=True),
+    "silu": nn.SiLU,
+    "gelu": nn.GELU,
+    "identity": nn.Identity,
+}
+
+
+def make_activation(name: str) -> nn.Module:
+    """An activation module by name: ``"relu"``, ``"silu"``, ``"gelu"`` or ``"identity"``."""
+    try:
+        return _ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; choose from {sorted(_ACTIVATIONS)}") from None
+
+
+def parameter_count_of(build: Callable[[], nn.Module]) -> int:
+    """Parameter count of the module ``build()`` returns, built on the meta device when possible.
+
+    Meta construction allocates no memory and skips initialisers, so a width search over dozens of
+    candidate models costs milliseconds.
+    """
+    try:
+        with torch.device("meta"):
+            model = build()
+    except Exception:  # an initialiser that cannot run on meta tensors: build for real
+        model = build()
+    return count_parameters(model)
+
+
+def match_width(
+    count: Callable[[int], int], target: int, *, low: int, high: int, tolerance: float = 0.05
+) -> int:
+    """The integer width whose parameter count is closest to ``target``.
+
+    ``count(width)`` must be non-decreasing in ``width``. Binary search finds the first width whose
+    count reaches ``target``, then keeps it or its predecessor, whichever is closer.
+
+    Args:
+        count: Parameter count as a function of the width.
+        target: The parameter count to match (the KAN model's).
+        low: Smallest width to consider (>= 1).
+        high: Largest width to consider.
+        tolerance: Maximum relative gap accepted.
+
+    Returns:
+        The chosen width.
+
+    Raises:
+        ValueError: No width in ``[low, high]`` gets within ``tolerance`` of ``target``.
+    """
+    lo, hi = low, high
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if count(mid) < target:
+            lo = mid + 1
+        else:
+            hi = mid
+    candidates = [w for w in (lo - 1, lo) if low <= w <= high]
+    best = min(candidates, key=lambda w: abs(count(w) - target))
+    gap = abs(count(best) - target) / max(target, 1)
+    if gap > tolerance:
+        raise ValueError(
+            f"no width in [{low}, {high}] gets within {tolerance:.0%} of {target} parameters "
+            f"(best: width {best} with {count(best)}, {gap:.1%} off)"
+        )
+    return best
