@@ -45,6 +45,7 @@ import torch
 from scipy import ndimage
 
 __all__ = [
+    "SegmentationAccumulator",
     "confusion_counts",
     "hd95",
     "logits_to_labels",
@@ -183,6 +184,130 @@ def _safe_div(num: float, den: float) -> float:
     return float(num) / float(den) if den > 0 else float("nan")
 
 
+class SegmentationAccumulator:
+    """Streams images into the statistics behind :func:`segmentation_scores` (same conventions).
+
+    Only per-image scalars and one ``K x K`` confusion matrix are kept, so whole datasets at their
+    original resolution can be scored without holding every mask in memory.
+
+    Args:
+        num_classes: number of classes including background (2 for binary).
+        ignore_index: target value whose pixels are left out of every count.
+        compute_hd95: compute HD95 (the slowest metric); when False ``hd95`` is NaN.
+        hd95_convention: ``"pooled"`` (medpy) or ``"max"`` (MONAI), see :func:`hd95`.
+        spacing: pixel size per axis for HD95 (default: pixels).
+    """
+
+    def __init__(
+        self,
+        *,
+        num_classes: int = 2,
+        ignore_index: int | None = None,
+        compute_hd95: bool = True,
+        hd95_convention: str = "pooled",
+        spacing: Sequence[float] | None = None,
+    ) -> None:
+        if num_classes < 2:
+            raise ValueError(
+                f"num_classes must be >= 2 (2 = binary foreground/background), got {num_classes}"
+            )
+        if hd95_convention not in HD95_CONVENTIONS:
+            raise ValueError(f"hd95_convention must be one of {HD95_CONVENTIONS}, got {hd95_convention!r}")
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.compute_hd95 = compute_hd95
+        self.hd95_convention = hd95_convention
+        self.spacing = spacing
+        self.total = np.zeros((num_classes, num_classes), dtype=np.int64)
+        self.img_iou: list[float] = []
+        self.img_dice: list[float] = []
+        self.img_hd: list[float] = []
+        self.one_empty = 0
+
+    def update(self, pred: Any, target: Any, name: str | None = None) -> tuple[float, float, float]:
+        """Add one image; returns its ``(iou, dice, hd95)``. ``name`` labels error messages."""
+        (p,) = to_label_list([pred], "preds")
+        (t,) = to_label_list([target], "targets")
+        label = name if name is not None else f"image {len(self.img_iou)}"
+        k, ignore = self.num_classes, self.ignore_index
+        if p.shape != t.shape:
+            raise ValueError(f"{label}: prediction shape {p.shape} != target shape {t.shape}")
+        if p.size and (p.min() < 0 or p.max() >= k):
+            raise ValueError(f"{label}: predicted labels must lie in [0, {k - 1}], got {p.min()}..{p.max()}")
+        valid_t = t if ignore is None else t[t != ignore]
+        if valid_t.size and (valid_t.min() < 0 or valid_t.max() >= k):
+            raise ValueError(
+                f"{label}: target labels must lie in [0, {k - 1}]"
+                + ("" if ignore is None else f" or equal ignore_index={ignore}")
+                + f", got values {np.unique(valid_t)[:10].tolist()}"
+            )
+        cm = confusion_counts(p, t, k, ignore)
+        self.total += cm
+        ious, dices = [], []
+        for c in range(1, k):
+            tp = cm[c, c]
+            fp = cm[:, c].sum() - tp
+            fn = cm[c, :].sum() - tp
+            if tp + fp + fn == 0:
+                continue
+            ious.append(tp / (tp + fp + fn))
+            dices.append(2 * tp / (2 * tp + fp + fn))
+        iou = float(np.mean(ious)) if ious else 1.0
+        dice = float(np.mean(dices)) if dices else 1.0
+        hd = float("nan")
+        if self.compute_hd95:
+            valid = np.ones(t.shape, bool) if ignore is None else t != ignore
+            dists = []
+            for c in range(1, k):
+                pc, tc = (p == c) & valid, (t == c) & valid
+                if not pc.any() and not tc.any():
+                    continue
+                self.one_empty += int(pc.any() != tc.any())
+                dists.append(hd95(pc, tc, spacing=self.spacing, convention=self.hd95_convention))
+            hd = float(np.mean(dists)) if dists else 0.0
+        self.img_iou.append(iou)
+        self.img_dice.append(dice)
+        self.img_hd.append(hd)
+        return iou, dice, hd
+
+    def result(self) -> dict[str, Any]:
+        """The metrics dict described in :func:`segmentation_scores`."""
+        if not self.img_iou:
+            raise ValueError("segmentation_scores needs at least one image")
+        k = self.num_classes
+        fg = range(1, k)
+        total = self.total
+        tp = np.diag(total).astype(np.float64)
+        fp = total.sum(axis=0) - tp
+        fn = total.sum(axis=1) - tp
+        tn = total.sum() - tp - fp - fn
+        per_class_iou = [_safe_div(tp[c], tp[c] + fp[c] + fn[c]) for c in range(k)]
+        per_class_dice = [_safe_div(2 * tp[c], 2 * tp[c] + fp[c] + fn[c]) for c in range(k)]
+
+        def macro(values: list[float]) -> float:
+            vals = [v for v in values if not math.isnan(v)]
+            return float(np.mean(vals)) if vals else float("nan")
+
+        return {
+            "iou": float(np.mean(self.img_iou)),
+            "dice": float(np.mean(self.img_dice)),
+            "iou_pooled": macro([per_class_iou[c] for c in fg]),
+            "dice_pooled": macro([per_class_dice[c] for c in fg]),
+            "miou": macro(per_class_iou),
+            "per_class_iou": per_class_iou,
+            "per_class_dice": per_class_dice,
+            "hd95": float(np.mean(self.img_hd)),
+            "precision": macro([_safe_div(tp[c], tp[c] + fp[c]) for c in fg]),
+            "recall": macro([_safe_div(tp[c], tp[c] + fn[c]) for c in fg]),
+            "specificity": macro([_safe_div(tn[c], tn[c] + fp[c]) for c in fg]),
+            "per_image_iou": list(self.img_iou),
+            "per_image_dice": list(self.img_dice),
+            "per_image_hd95": list(self.img_hd),
+            "num_images": len(self.img_iou),
+            "hd95_one_empty": self.one_empty,
+        }
+
+
 def segmentation_scores(
     preds: Any,
     targets: Any,
@@ -211,85 +336,17 @@ def segmentation_scores(
         ``per_image_iou``, ``per_image_dice``, ``per_image_hd95``, and ints ``num_images``,
         ``hd95_one_empty``.
     """
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be >= 2 (2 = binary foreground/background), got {num_classes}")
+    acc = SegmentationAccumulator(
+        num_classes=num_classes,
+        ignore_index=ignore_index,
+        compute_hd95=compute_hd95,
+        hd95_convention=hd95_convention,
+        spacing=spacing,
+    )
     p_list = to_label_list(preds, "preds")
     t_list = to_label_list(targets, "targets")
     if len(p_list) != len(t_list):
         raise ValueError(f"got {len(p_list)} predictions but {len(t_list)} targets")
-    if not p_list:
-        raise ValueError("segmentation_scores needs at least one image")
-    k = num_classes
-    fg = list(range(1, k))
-    total = np.zeros((k, k), dtype=np.int64)
-    img_iou, img_dice, img_hd = [], [], []
-    one_empty = 0
     for i, (p, t) in enumerate(zip(p_list, t_list)):
-        if p.shape != t.shape:
-            raise ValueError(f"image {i}: prediction shape {p.shape} != target shape {t.shape}")
-        if p.size and (p.min() < 0 or p.max() >= k):
-            raise ValueError(
-                f"image {i}: predicted labels must lie in [0, {k - 1}], got {p.min()}..{p.max()}"
-            )
-        valid_t = t if ignore_index is None else t[t != ignore_index]
-        if valid_t.size and (valid_t.min() < 0 or valid_t.max() >= k):
-            raise ValueError(
-                f"image {i}: target labels must lie in [0, {k - 1}]"
-                + ("" if ignore_index is None else f" or equal ignore_index={ignore_index}")
-                + f", got values {np.unique(valid_t)[:10].tolist()}"
-            )
-        cm = confusion_counts(p, t, k, ignore_index)
-        total += cm
-        ious, dices = [], []
-        for c in fg:
-            tp = cm[c, c]
-            fp = cm[:, c].sum() - tp
-            fn = cm[c, :].sum() - tp
-            if tp + fp + fn == 0:
-                continue
-            ious.append(tp / (tp + fp + fn))
-            dices.append(2 * tp / (2 * tp + fp + fn))
-        img_iou.append(float(np.mean(ious)) if ious else 1.0)
-        img_dice.append(float(np.mean(dices)) if dices else 1.0)
-        if compute_hd95:
-            valid = np.ones(t.shape, bool) if ignore_index is None else t != ignore_index
-            dists = []
-            for c in fg:
-                pc, tc = (p == c) & valid, (t == c) & valid
-                if not pc.any() and not tc.any():
-                    continue
-                one_empty += int(pc.any() != tc.any())
-                dists.append(hd95(pc, tc, spacing=spacing, convention=hd95_convention))
-            img_hd.append(float(np.mean(dists)) if dists else 0.0)
-        else:
-            img_hd.append(float("nan"))
-
-    tp = np.diag(total).astype(np.float64)
-    fp = total.sum(axis=0) - tp
-    fn = total.sum(axis=1) - tp
-    tn = total.sum() - tp - fp - fn
-    per_class_iou = [_safe_div(tp[c], tp[c] + fp[c] + fn[c]) for c in range(k)]
-    per_class_dice = [_safe_div(2 * tp[c], 2 * tp[c] + fp[c] + fn[c]) for c in range(k)]
-
-    def macro(values: list[float]) -> float:
-        vals = [v for v in values if not math.isnan(v)]
-        return float(np.mean(vals)) if vals else float("nan")
-
-    return {
-        "iou": float(np.mean(img_iou)),
-        "dice": float(np.mean(img_dice)),
-        "iou_pooled": macro([per_class_iou[c] for c in fg]),
-        "dice_pooled": macro([per_class_dice[c] for c in fg]),
-        "miou": macro(per_class_iou),
-        "per_class_iou": per_class_iou,
-        "per_class_dice": per_class_dice,
-        "hd95": float(np.mean(img_hd)),
-        "precision": macro([_safe_div(tp[c], tp[c] + fp[c]) for c in fg]),
-        "recall": macro([_safe_div(tp[c], tp[c] + fn[c]) for c in fg]),
-        "specificity": macro([_safe_div(tn[c], tn[c] + fp[c]) for c in fg]),
-        "per_image_iou": img_iou,
-        "per_image_dice": img_dice,
-        "per_image_hd95": img_hd,
-        "num_images": len(p_list),
-        "hd95_one_empty": one_empty,
-    }
+        acc.update(p, t, name=f"image {i}")
+    return acc.result()

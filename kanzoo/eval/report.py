@@ -1,0 +1,204 @@
+"""Reports: console table, ``report.md``, ``metrics.json``, overlay pictures, atomic output folders."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["atomic_output_dir", "format_table", "render_report", "save_overlay", "write_json"]
+
+# Scalar metrics shown in tables, per task, in this order (others stay in metrics.json).
+HEADLINE = {
+    "segmentation": (
+        "iou",
+        "dice",
+        "iou_pooled",
+        "dice_pooled",
+        "miou",
+        "hd95",
+        "precision",
+        "recall",
+        "specificity",
+        "ukan_iou",
+        "ukan_dice",
+        "ukan_hd95",
+    ),
+    "classification": ("top1", "top5", "balanced_accuracy"),
+    "lm": ("nll", "perplexity", "bits_per_byte"),
+}
+COMMON = ("params", "samples_per_s", "num_samples")
+
+
+@contextlib.contextmanager
+def atomic_output_dir(output_dir: str | os.PathLike) -> Iterator[Path]:
+    """Yield a fresh temporary folder; on success its files move into ``output_dir``.
+
+    The temporary folder lives beside ``output_dir`` (same file system, so the final moves are
+    renames). On an exception it is deleted and ``output_dir`` is left as it was: never half-written.
+    Files already in ``output_dir`` with the same names are replaced; others are kept.
+    """
+    out = Path(output_dir).expanduser().resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    for item in sorted(tmp.rglob("*"), key=lambda p: len(p.parts)):
+        target = out / item.relative_to(tmp)
+        if item.is_dir():
+            target.mkdir(exist_ok=True)
+        else:
+            os.replace(item, target)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _clean(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None if math.isnan(x) else str(x)
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> None:
+    """Write JSON with NaN as null and inf as a string (strict JSON)."""
+    Path(path).write_text(json.dumps(_clean(obj), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if abs(v) >= 1000:
+            return f"{v:,.0f}"
+        return f"{v:.4f}"
+    return str(v)
+
+
+def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, markdown: bool = False) -> str:
+    """Plain-text (aligned) or Markdown table of already-chosen rows."""
+    cells = [[str(c) for c in columns]] + [[_fmt(v) for v in row] for row in rows]
+    if markdown:
+        lines = ["| " + " | ".join(cells[0]) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+        lines += ["| " + " | ".join(r) + " |" for r in cells[1:]]
+        return "\n".join(lines)
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cells[0], widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += [
+        "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        for r in cells[1:]
+    ]
+    return "\n".join(lines)
+
+
+def metric_rows(results: Sequence[dict[str, Any]], task: str) -> tuple[list[str], list[list[Any]]]:
+    """Metric-by-model rows: first column the metric, one column per evaluated checkpoint."""
+    names = [r["checkpoint_name"] for r in results]
+    keys = [k for k in HEADLINE.get(task, ()) + COMMON if any(k in r["metrics"] for r in results)]
+    rows = [[k] + [r["metrics"].get(k) for r in results] for k in keys]
+    return ["metric", *names], rows
+
+
+def render_report(
+    results: Sequence[dict[str, Any]], *, task: str, meta: dict[str, Any], pictures: Sequence[str]
+) -> str:
+    """The Markdown report: settings, metric table (side by side when comparing), definitions, pictures."""
+    cols, rows = metric_rows(results, task)
+    lines = [f"# Evaluation: {' vs '.join(r['checkpoint_name'] for r in results)}", ""]
+    for k, v in meta.items():
+        lines.append(f"- **{k}**: {_fmt(v) if not isinstance(v, str) else v}")
+    lines += ["", format_table(cols, rows, markdown=True), ""]
+    if task == "segmentation":
+        lines += [
+            "Definitions: `iou`/`dice` are per-image means (an image where prediction and target are both "
+            "empty scores 1); `*_pooled` sum the pixel counts of all images first; `hd95` is the symmetric "
+            "95th-percentile boundary distance in pixels of the evaluated resolution (both empty: 0, one "
+            "empty: the image diagonal); precision/recall/specificity are pooled over pixels. `ukan_*` "
+            "follow the U-KAN paper's protocol (IoU pooled per batch of 8, Dice = 2·IoU/(1+IoU)).",
+            "",
+        ]
+    elif task == "lm":
+        lines += [
+            "NLL in nats per predicted token; perplexity = exp(NLL); bits per byte over UTF-8 bytes.",
+            "",
+        ]
+    for pic in pictures:
+        lines.append(f"![{Path(pic).stem}]({pic})")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def save_overlay(
+    image: np.ndarray,
+    target: np.ndarray,
+    pred: np.ndarray,
+    path: str | os.PathLike,
+    *,
+    title: str = "",
+    num_classes: int = 2,
+) -> None:
+    """Save ``image | ground truth | prediction`` side by side (masks tinted over the image).
+
+    Args:
+        image: ``(H, W, 3)`` or ``(H, W)`` floats in [0, 1].
+        target: ``(H, W)`` integer labels.
+        pred: ``(H, W)`` integer labels.
+        path: PNG file to write.
+        title: caption (e.g. the image id and its IoU).
+        num_classes: number of classes (for the colour map).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    img = np.clip(image, 0, 1)
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=-1)
+    cmap = plt.get_cmap("tab10")
+
+    def tint(mask: np.ndarray) -> np.ndarray:
+        out = img.copy()
+        for c in range(1, num_classes):
+            sel = mask == c
+            if sel.any():
+                out[sel] = 0.45 * out[sel] + 0.55 * np.asarray(cmap((c - 1) % 10)[:3])
+        return out
+
+    h, w = img.shape[:2]
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3.2 * h / max(w, 1) + 0.4))
+    for ax, pic, name in zip(axes, (img, tint(target), tint(pred)), ("image", "ground truth", "prediction")):
+        ax.imshow(pic, interpolation="nearest")
+        ax.set_title(name, fontsize=9)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
