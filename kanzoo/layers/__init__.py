@@ -1,0 +1,28 @@
+"""KAN layers: ``KANLinear``, ``KANConv{1,2,3}d``, pluggable bases and layer factories.
+
+See ``kanzoo/layers/_fused.py`` for the memory-lean, optionally compiled training path and
+``set_compile`` / ``KANZOO_COMPILE=0`` to turn compilation off.
+"""
+
+from ._fused import compile_enabled, set_compile
+from .bases import Basis, get_basis, list_bases, register_basis
+from .factory import get_conv_layer, get_linear_layer, list_layer_specs
+from .kan_conv import KANConv1d, KANConv2d, KANConv3d, KANConvNd
+from .kan_linear import KANLinear
+
+__all__ = [
+    "Basis",
+    "KANConv1d",
+    "KANConv2d",
+    "KANConv3d",
+    "KANConvNd",
+    "KANLinear",
+    "compile_enabled",
+    "get_basis",
+    "get_conv_layer",
+    "get_linear_layer",
+    "list_bases",
+    "list_layer_specs",
+    "register_basis",
+    "set_compile",
+]

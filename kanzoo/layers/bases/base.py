@@ -1,0 +1,139 @@
+"""The :class:`Basis` interface and the basis registry.
+
+A basis maps every input feature to ``num_features`` values: ``x[..., in] -> phi[..., in, n]``.
+The layer (``KANLinear``/``KANConv``) owns the contraction with its weights, so a basis never
+sees ``out_features``.
+
+Bases without trainable parameters may also implement the *functional* form
+(:meth:`Basis.functional`): two pure functions of ``x`` plus a tuple of tensors/numbers. The
+layers use it for the memory-lean autograd path (only ``x`` is saved for backward, the basis
+and its derivative are recomputed there) and for ``torch.compile`` fusion; passing the knots
+as tensor arguments lets one compiled kernel serve every layer instance.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["Basis", "BasisFunctional", "cast_args", "get_basis", "list_bases", "register_basis"]
+
+# (phi_fn, phi_and_dphi_fn, args): phi_fn(x, *args) -> phi, phi_and_dphi_fn(x, *args) -> (phi, dphi).
+BasisFunctional = tuple[Callable[..., torch.Tensor], Callable[..., tuple[torch.Tensor, torch.Tensor]], tuple]
+
+_REGISTRY: dict[str, type[Basis]] = {}
+
+
+class Basis(nn.Module):
+    """Base class of all bases: ``forward(x[..., in]) -> (..., in, num_features)``.
+
+    Subclasses set ``self.num_features`` in ``__init__`` and implement :meth:`forward`. Those
+    without trainable parameters should implement :meth:`functional`; :meth:`forward` and
+    :meth:`forward_with_derivative` then come for free.
+
+    Args:
+        in_features: Number of input features, each expanded independently.
+    """
+
+    num_features: int
+
+    def __init__(self, in_features: int) -> None:
+        super().__init__()
+        if int(in_features) < 1:
+            raise ValueError(f"in_features must be a positive integer, got {in_features!r}")
+        self.in_features = int(in_features)
+
+    def _apply(self, fn, recurse=True):
+        # Knots and other constants stay in float32 when the module is cast to half precision:
+        # the basis is evaluated in float32 anyway, and bf16 knots would not even be uniform.
+        before = {name: buf for name, buf in self._buffers.items() if buf is not None}
+        out = super()._apply(fn, recurse)
+        for name, old in before.items():
+            new = self._buffers[name]
+            if old.is_floating_point() and new.dtype in (torch.float16, torch.bfloat16):
+                self._buffers[name] = old.to(device=new.device, dtype=torch.float32)
+        return out
+
+    def functional(self) -> BasisFunctional | None:
+        """Return ``(phi_fn, phi_and_dphi_fn, args)`` or ``None`` when not available.
+
+        ``None`` means the basis has trainable parameters (or no closed-form derivative) and
+        the layer falls back to plain autograd.
+        """
+        return None
+
+    @staticmethod
+    def compute_dtype(x: torch.Tensor) -> torch.dtype:
+        """Basis values are computed in float32 for half-precision inputs."""
+        return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        spec = self.functional()
+        if spec is None:
+            raise NotImplementedError(f"{type(self).__name__} must implement forward()")
+        phi_fn, _, args = spec
+        cd = self.compute_dtype(x)
+        return phi_fn(x.to(cd), *cast_args(args, cd))
+
+    def forward_with_derivative(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the basis values and their derivatives w.r.t. ``x``, both ``(..., in, n)``."""
+        spec = self.functional()
+        if spec is None:
+            raise NotImplementedError(f"{type(self).__name__} has no closed-form derivative")
+        _, both_fn, args = spec
+        cd = self.compute_dtype(x)
+        return both_fn(x.to(cd), *cast_args(args, cd))
+
+
+def cast_args(args: tuple, dtype: torch.dtype) -> tuple:
+    """Cast the floating-point tensors of a functional argument tuple to ``dtype``."""
+    return tuple(a.to(dtype) if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
+
+
+def register_basis(name: str) -> Callable[[type[Basis]], type[Basis]]:
+    """Class decorator registering a :class:`Basis` subclass under ``name``."""
+
+    def deco(cls: type[Basis]) -> type[Basis]:
+        if not (isinstance(cls, type) and issubclass(cls, Basis)):
+            raise TypeError(f"register_basis expects a Basis subclass, got {cls!r}")
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"basis name {name!r} is already registered to {_REGISTRY[name].__name__}")
+        _REGISTRY[name] = cls
+        cls.registered_name = name
+        return cls
+
+    return deco
+
+
+def list_bases() -> list[str]:
+    """Names of all registered bases, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_basis(spec: str | type[Basis] | functools.partial | Callable[..., Any]) -> Callable[..., Basis]:
+    """Resolve a basis spec to a constructor ``(in_features, **kwargs) -> Basis``.
+
+    Args:
+        spec: A registered name (``"bspline"``, ``"rbf"``, ``"chebyshev"``, ``"fourier"``,
+            ``"rational"``), a :class:`Basis` subclass, or a ``functools.partial`` (or any
+            callable) building one.
+
+    Returns:
+        The constructor; call it as ``ctor(in_features, **basis_kwargs)``.
+    """
+    if isinstance(spec, str):
+        key = spec.lower()
+        if key not in _REGISTRY:
+            raise ValueError(f"unknown basis {spec!r}; registered bases: {', '.join(list_bases())}")
+        return _REGISTRY[key]
+    if isinstance(spec, type):
+        if not issubclass(spec, Basis):
+            raise TypeError(f"basis class must subclass kanzoo.layers.bases.Basis, got {spec.__name__}")
+        return spec
+    if callable(spec):
+        return spec
+    raise TypeError(f"basis spec must be a name, a Basis subclass or a partial, got {type(spec).__name__}")

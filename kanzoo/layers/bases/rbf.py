@@ -1,0 +1,70 @@
+"""Gaussian radial basis (FastKAN style): ``phi_j(x) = exp(-((x - c_j) / w)^2)``."""
+
+from __future__ import annotations
+
+import torch
+
+from .base import Basis, BasisFunctional, register_basis
+
+__all__ = ["RBFBasis", "rbf", "rbf_with_derivative"]
+
+
+def rbf(x: torch.Tensor, centers: torch.Tensor, inv_width: torch.Tensor) -> torch.Tensor:
+    """``exp(-((x - c) / w)^2)``; ``x (..., in)``, ``centers (in, n)``, ``inv_width`` scalar tensor."""
+    z = (x.unsqueeze(-1) - centers) * inv_width
+    return torch.exp(-z * z)
+
+
+def rbf_with_derivative(
+    x: torch.Tensor, centers: torch.Tensor, inv_width: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """RBF values and derivative ``-2 z / w * phi``."""
+    z = (x.unsqueeze(-1) - centers) * inv_width
+    phi = torch.exp(-z * z)
+    return phi, phi * z * (-2.0 * inv_width)
+
+
+@register_basis("rbf")
+class RBFBasis(Basis):
+    """Gaussian RBFs on equally spaced centres, ``num_features = grid_size``.
+
+    Args:
+        in_features: Number of input features.
+        grid_size: Number of centres.
+        grid_range: ``(lo, hi)``: the first and last centre.
+        width: Gaussian width ``w``; default: the centre spacing ``(hi - lo) / (grid_size - 1)``.
+
+    Buffers:
+        grid: ``(in_features, grid_size)`` centres (per input, so they can be re-placed from data).
+        inv_width: Scalar ``1 / w``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        *,
+        grid_size: int = 8,
+        grid_range: tuple[float, float] = (-2.0, 2.0),
+        width: float | None = None,
+    ) -> None:
+        super().__init__(in_features)
+        if int(grid_size) < 2:
+            raise ValueError(f"grid_size must be >= 2 for the rbf basis, got {grid_size!r}")
+        lo, hi = (float(v) for v in grid_range)
+        if not hi > lo:
+            raise ValueError(f"grid_range must satisfy lo < hi, got {grid_range!r}")
+        self.grid_size = int(grid_size)
+        self.grid_range = (lo, hi)
+        self.num_features = self.grid_size
+        w = (hi - lo) / (self.grid_size - 1) if width is None else float(width)
+        if not w > 0:
+            raise ValueError(f"width must be > 0, got {width!r}")
+        centers = torch.linspace(lo, hi, self.grid_size, dtype=torch.float64)
+        self.register_buffer("grid", centers.expand(self.in_features, -1).to(torch.float32).contiguous())
+        self.register_buffer("inv_width", torch.tensor(1.0 / w, dtype=torch.float32))
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, grid_size={self.grid_size}, grid_range={self.grid_range}"
+
+    def functional(self) -> BasisFunctional:
+        return rbf, rbf_with_derivative, (self.grid, self.inv_width)

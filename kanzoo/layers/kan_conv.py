@@ -1,0 +1,247 @@
+"""KAN convolutions for 1, 2 and 3 spatial dimensions, one implementation.
+
+A KAN convolution puts a learnable function on every (input channel, output channel, kernel tap)
+edge: ``y[o, p] = sum_{c, t} phi_{o,c,t}(x[c, p + t])``. Since every ``phi`` is a linear
+combination of the same per-value features ``[act(x), B_1(x), ..., B_n(x)]``, this equals
+expanding each input channel into ``1 + n`` channels, ``(N, C, *S) -> (N, C * (1 + n), *S)``, and
+applying one ordinary ``F.conv{1,2,3}d`` whose weight is ``[W_b, W_s * s]``.
+
+Padding semantics: with ``padding_mode="zeros"`` the EXPANDED feature map is zero-padded, so a
+padded tap contributes ``phi(pad) = 0`` (not ``phi(0)``, which would be ``act(0) W_b + W_s B(0)``).
+This is exactly an ordinary convolution's behaviour for its linear taps. With ``"reflect"``,
+``"replicate"`` or ``"circular"`` the input is padded first and padded taps see real values.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .bases import Basis
+from .kan_linear import _make_basis, check_base_activation, fused_weight
+
+__all__ = ["KANConv1d", "KANConv2d", "KANConv3d", "KANConvNd"]
+
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_SPATIAL = {1: "L", 2: "H, W", 3: "D, H, W"}
+_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+def _tuple(value, dim: int, name: str) -> tuple[int, ...]:
+    if isinstance(value, int):
+        out = (value,) * dim
+    else:
+        out = tuple(int(v) for v in value)
+    if len(out) != dim:
+        raise ValueError(f"{name} must be an int or a tuple of {dim} ints, got {value!r}")
+    return out
+
+
+class KANConvNd(nn.Module):
+    """Kolmogorov-Arnold convolution over ``dim`` spatial dimensions (drop-in for ``nn.ConvNd``).
+
+    Args:
+        in_channels: Input channels ``C``.
+        out_channels: Output channels.
+        kernel_size: Kernel size (int or tuple).
+        dim: Number of spatial dimensions (1, 2 or 3).
+        stride: As in ``nn.ConvNd``.
+        padding: Int, tuple, ``"same"`` or ``"valid"``, as in ``nn.ConvNd``.
+        dilation: As in ``nn.ConvNd``.
+        groups: As in ``nn.ConvNd``; a group sees the expansions of its own input channels.
+        bias: Add a learnable bias.
+        padding_mode: ``"zeros"`` (padded taps contribute 0), ``"reflect"``, ``"replicate"``
+            or ``"circular"`` (input padded before the expansion).
+        basis: Basis spec, as for ``KANLinear``.
+        base_activation: ``"silu"``, ``"gelu"``, ``"identity"`` or ``None``.
+        spline_scaler: Learn a standalone per-edge (per tap) spline scale.
+        spline_init_scale: Spline weights start uniform in ``±scale / sqrt(fan_in)``.
+        **basis_kwargs: Forwarded to the basis.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, ...],
+        *,
+        dim: int = 2,
+        stride: int | tuple[int, ...] = 1,
+        padding: int | tuple[int, ...] | str = 0,
+        dilation: int | tuple[int, ...] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        basis: str | type | functools.partial | Basis = "bspline",
+        base_activation: str | None = "silu",
+        spline_scaler: bool = True,
+        spline_init_scale: float | None = None,
+        **basis_kwargs,
+    ) -> None:
+        super().__init__()
+        if dim not in _CONV:
+            raise ValueError(f"dim must be 1, 2 or 3, got {dim!r}")
+        if in_channels < 1 or out_channels < 1 or groups < 1:
+            raise ValueError("in_channels, out_channels and groups must be >= 1")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible by "
+                f"groups ({groups})"
+            )
+        if padding_mode not in _PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {_PADDING_MODES}, got {padding_mode!r}")
+        self.dim = dim
+        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        self.kernel_size = _tuple(kernel_size, dim, "kernel_size")
+        self.stride = _tuple(stride, dim, "stride")
+        self.dilation = _tuple(dilation, dim, "dilation")
+        if isinstance(padding, str):
+            if padding not in ("same", "valid"):
+                raise ValueError(f"padding string must be 'same' or 'valid', got {padding!r}")
+            if padding == "same" and any(s != 1 for s in self.stride):
+                raise ValueError("padding='same' is not supported for strided convolutions")
+            self.padding = padding
+        else:
+            self.padding = _tuple(padding, dim, "padding")
+        self.padding_mode = padding_mode
+        self.base_activation = check_base_activation(base_activation)
+        self.basis = _make_basis(basis, self.in_channels, basis_kwargs)
+        n = self.basis.num_features
+        cin = self.in_channels // self.groups
+        k = self.kernel_size
+        self.base_weight = nn.Parameter(torch.empty(out_channels, cin, *k)) if self.base_activation else None
+        self.spline_weight = nn.Parameter(torch.empty(out_channels, cin, n, *k))
+        self.spline_scaler = nn.Parameter(torch.empty(out_channels, cin, *k)) if spline_scaler else None
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        if spline_init_scale is None:
+            spline_init_scale = 0.1 if self.base_activation else 1.0
+        self.spline_init_scale = float(spline_init_scale)
+        self.reset_parameters()
+
+    @property
+    def in_features(self) -> int:
+        """Alias of ``in_channels`` (the basis' input count)."""
+        return self.in_channels
+
+    @property
+    def out_features(self) -> int:
+        """Alias of ``out_channels``."""
+        return self.out_channels
+
+    def reset_parameters(self) -> None:
+        """``nn.ConvNd``-style init of base weight and bias; small uniform spline weights."""
+        fan_in = (self.in_channels // self.groups) * math.prod(self.kernel_size)
+        bound = 1.0 / math.sqrt(fan_in)
+        if self.base_weight is not None:
+            nn.init.kaiming_uniform_(self.base_weight, a=math.sqrt(5))
+        nn.init.uniform_(self.spline_weight, -self.spline_init_scale * bound, self.spline_init_scale * bound)
+        if self.spline_scaler is not None:
+            nn.init.ones_(self.spline_scaler)
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def extra_repr(self) -> str:
+        s = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}, "
+            f"bias={self.bias is not None}, padding_mode={self.padding_mode!r}, "
+            f"base_activation={self.base_activation!r}"
+        )
+        return s
+
+    def effective_spline_weight(self) -> torch.Tensor:
+        """``spline_weight * spline_scaler`` broadcast over the basis axis: ``(out, in/g, n, *k)``."""
+        if self.spline_scaler is None:
+            return self.spline_weight
+        return self.spline_weight * self.spline_scaler.unsqueeze(2)
+
+    def fused_weight(self) -> torch.Tensor:
+        """The ``(out, in/g * (1 + n), *k)`` weight of the expanded convolution."""
+        return fused_weight(self.base_weight, self.spline_weight, self.spline_scaler)
+
+    def _explicit_padding(self) -> tuple[int, ...]:
+        """``F.pad`` amounts (last dim first) for the non-zero padding modes."""
+        if self.padding == "valid":
+            return (0,) * (2 * self.dim)
+        pads = []
+        for i in reversed(range(self.dim)):
+            if self.padding == "same":
+                total = self.dilation[i] * (self.kernel_size[i] - 1)
+                pads += [total // 2, total - total // 2]
+            else:
+                pads += [self.padding[i], self.padding[i]]
+        return tuple(pads)
+
+    def _check_input(self, x: torch.Tensor) -> torch.dtype:
+        name = type(self).__name__
+        expected = f"(N, {self.in_channels}, {_SPATIAL[self.dim]})"
+        if not torch.is_tensor(x) or x.dim() not in (self.dim + 1, self.dim + 2):
+            got = tuple(x.shape) if torch.is_tensor(x) else type(x)
+            raise ValueError(f"{name} expected input of shape {expected}, got {got}")
+        channels = x.shape[-self.dim - 1]
+        if channels != self.in_channels:
+            raise ValueError(f"{name} expected input of shape {expected}, got {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise ValueError(f"{name} expects a floating-point input of shape {expected}, got {x.dtype}")
+        if torch.is_autocast_enabled(x.device.type):
+            return torch.get_autocast_dtype(x.device.type)
+        wdtype = self.spline_weight.dtype
+        if x.dtype != wdtype:
+            raise ValueError(
+                f"{name} expected input of shape {expected} and dtype {wdtype} (the parameters' dtype), "
+                f"got {x.dtype}; cast the input or the layer with .to()"
+            )
+        return wdtype
+
+    def expand(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-channel basis expansion ``(N, C, *S) -> (N, C * (1 + n), *S)`` (plain autograd)."""
+        xl = x.movedim(1, -1)
+        phi = self.basis(xl)
+        if self.base_activation is not None:
+            from ._fused import activation
+
+            a = activation(xl.to(phi.dtype), self.base_activation)
+            phi = torch.cat([a.unsqueeze(-1), phi], dim=-1)
+        return phi.flatten(-2).movedim(-1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mm_dtype = self._check_input(x)
+        unbatched = x.dim() == self.dim + 1
+        if unbatched:
+            x = x.unsqueeze(0)
+        if self.padding_mode != "zeros":
+            x = F.pad(x, self._explicit_padding(), mode=self.padding_mode)
+            padding: tuple[int, ...] | str = 0
+        else:
+            padding = self.padding
+        weight = self.fused_weight().to(mm_dtype)
+        bias = None if self.bias is None else self.bias.to(mm_dtype)
+        with torch.autocast(x.device.type, enabled=False):
+            feats = self.expand(x).to(mm_dtype).contiguous()
+            y = _CONV[self.dim](feats, weight, bias, self.stride, padding, self.dilation, self.groups)
+        return y.squeeze(0) if unbatched else y
+
+
+class KANConv1d(KANConvNd):
+    """1-D KAN convolution (see :class:`KANConvNd`; ``dim`` fixed to 1)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, **kwargs) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, dim=1, **kwargs)
+
+
+class KANConv2d(KANConvNd):
+    """2-D KAN convolution (see :class:`KANConvNd`; ``dim`` fixed to 2)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, **kwargs) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, dim=2, **kwargs)
+
+
+class KANConv3d(KANConvNd):
+    """3-D KAN convolution (see :class:`KANConvNd`; ``dim`` fixed to 3)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, **kwargs) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, dim=3, **kwargs)
