@@ -189,17 +189,24 @@ def writable_location(preferred: Path, name: str) -> Path:
 
 
 def random_split_ids(
-    ids: Sequence[str], *, val_fraction: float, test_fraction: float = 0.0, seed: int = 0, stratify=None
+    ids: Sequence[str], *, val_fraction: float, test_fraction: float = 0.0, seed: int = 0, sort: bool = True
 ) -> dict[str, list[str]]:
-    """Deterministic id split with sklearn's ``train_test_split`` on the sorted ids.
+    """Deterministic id split with sklearn's ``train_test_split``.
 
-    The val part is drawn exactly as ``train_test_split(sorted_ids, test_size=val_fraction,
-    random_state=seed)`` (the U-KAN protocol); a test part, when asked for, is drawn first from the
-    full list with ``random_state=seed + 1``.
+    The val part is drawn exactly as ``train_test_split(ids, test_size=val_fraction,
+    random_state=seed)`` on the sorted ids (the U-KAN protocol); a test part, when asked for, is
+    drawn first from the full list with ``random_state=seed + 1``.
+
+    Args:
+        ids: Item ids.
+        val_fraction: Fraction for val (of all ids when there is no test part).
+        test_fraction: Fraction for test (0 = no test part).
+        seed: ``random_state`` of the split.
+        sort: Sort ids first; pass False when ``ids`` already come in the wanted order.
     """
     from sklearn.model_selection import train_test_split
 
-    ids = sorted(ids)
+    ids = sorted(ids) if sort else list(ids)
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     if not 0.0 <= test_fraction < 1.0 or val_fraction + test_fraction >= 1.0:

@@ -60,14 +60,20 @@ def timm_transform(
     )
     kw: dict[str, Any] = {"scale": scale, "hflip": hflip, "color_jitter": None} if training else {}
     tf = create_transform(**cfg, is_training=training, **kw)
-    mode = "L" if in_chans == 1 else "RGB"
     if in_chans not in (1, 3):
         raise ValueError(f"image datasets support in_chans 1 or 3, got {in_chans}")
+    return ConvertThen(mode="L" if in_chans == 1 else "RGB", transform=tf)
 
-    def apply(img) -> torch.Tensor:
-        return tf(img.convert(mode))
 
-    return apply
+class ConvertThen:
+    """Converts a PIL image to ``mode`` then applies ``transform`` (a picklable callable, so
+    loader workers started by spawn can receive it)."""
+
+    def __init__(self, *, mode: str, transform: Callable) -> None:
+        self.mode, self.transform = mode, transform
+
+    def __call__(self, img) -> torch.Tensor:
+        return self.transform(img.convert(self.mode))
 
 
 class HFImageClassification(Dataset):

@@ -11,9 +11,10 @@ Layouts (``layout="auto"`` picks ``"ukan"`` when ``<root>/masks/0/`` exists, els
   masks of one image (``x_mask.png``, ``x_mask_1.png``, as in BUSI) are merged by union.
 
 Splits: a folder with ``train/`` (and ``val/``/``validation/``, ``test/``) sub-roots uses them as
-given. Otherwise the sorted ids are split with ``train_test_split(random_state=seed)`` (the U-KAN
-protocol for ``val_fraction=0.2``) and the split is written to ``<root>/splits_seed{seed}.json``
-(or to kanzoo's cache folder when ``root`` is read-only) and reused on later runs.
+given. Otherwise the ids, ordered by image file name, are split with
+``train_test_split(random_state=seed)`` (U-KAN's protocol for ``val_fraction=0.2``); the split is
+written to ``<root>/splits_seed{seed}.json`` (or to kanzoo's cache folder when ``root`` is
+read-only) and reused on later runs.
 """
 
 from __future__ import annotations
@@ -124,7 +125,8 @@ def find_pairs(
     """Matches images with masks under ``root``.
 
     Returns:
-        ``(pairs sorted by id, resolved layout, number of U-KAN class folders or 1)``.
+        ``(pairs, resolved layout, number of U-KAN class folders or 1)``; pairs come in the order
+        of their sorted image file names (as U-KAN's ``sorted(glob(...))``).
 
     Raises:
         FileNotFoundError: ``root`` or its image/mask folders are missing.
@@ -206,6 +208,9 @@ def load_or_create_split(
 ) -> tuple[dict[str, list[str]], Path]:
     """Reads the split file (given, or the default one for ``root``), creating it when missing.
 
+    A new split applies ``train_test_split(ids, random_state=seed)`` to ``ids`` in the order given
+    (callers pass them ordered by image file name, which reproduces U-KAN's split).
+
     Raises:
         FileNotFoundError: an explicit ``split_file`` does not exist.
         ValueError: the file names ids that are not in the folder.
@@ -235,9 +240,11 @@ def load_or_create_split(
                 f"{len(extra)} id(s) under {root} are in no split of {path} and are unused: {extra[:5]}"
             )
         return splits, path
-    splits = random_split_ids(ids, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+    splits = random_split_ids(
+        ids, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, sort=False
+    )
     record = {**splits, "seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction}
-    record["method"] = "sklearn.model_selection.train_test_split(sorted(ids), random_state=seed)"
+    record["method"] = "sklearn train_test_split(ids ordered by image file name, random_state=seed)"
     atomic_write_json(path, record)
     return splits, path
 
@@ -326,7 +333,7 @@ class SegmentationFolder(Dataset):
                 raise ValueError(f"split {split!r} not in {self.split_path} (has {sorted(splits)})")
             chosen = splits[split]
         else:
-            chosen = sorted(by_id)
+            chosen = list(by_id)
         self.pairs = [by_id[i] for i in chosen]
         self.ids = [p.id for p in self.pairs]
         if self.layout == "ukan" and n_dirs > 1:

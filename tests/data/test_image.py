@@ -106,3 +106,12 @@ def test_hf_image_from_saved_dataset_dir_grayscale(tmp_path):
             assert int(item["labels"]) == int(light)
     with pytest.raises(ValueError, match="label column 'nope'"):
         build_data("hf_image", path=tmp_path / "saved", label_column="nope")
+
+
+def test_image_datasets_pickle_for_spawned_workers(tmp_path):
+    import pickle
+
+    _color_folder(tmp_path / "imgs", n=3)
+    dm = build_data("image_folder", path=tmp_path / "imgs", image_size=8, val_fraction=0.34)
+    clone = pickle.loads(pickle.dumps(dm.val))
+    assert torch.equal(clone[0]["pixel_values"], dm.val[0]["pixel_values"])

@@ -281,3 +281,34 @@ def test_hf_segmentation_from_saved_dataset(tmp_path):
     assert again.val.ids == dm.val.ids
     with pytest.raises(ValueError, match="mask column 'segm'"):
         build_data("hf_segmentation", path_or_hub_name=tmp_path / "hf", mask_column="segm")
+
+
+def test_split_orders_ids_like_ukan_sorted_glob(tmp_path):
+    """U-KAN splits ids in the order of sorted(glob('images/*.png')); 'a-1.png' sorts before 'a.png'
+    although the id 'a' sorts before 'a-1'."""
+    from glob import glob
+
+    from sklearn.model_selection import train_test_split
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks" / "0").mkdir(parents=True)
+    names = ["a", "a-1", "a-2", "b", "b-1", "c", "c-1", "d", "d-1", "e"]
+    for name in names:
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "images" / f"{name}.png")
+        Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "masks" / "0" / f"{name}.png")
+    ukan_ids = [
+        os.path.splitext(os.path.basename(p))[0] for p in sorted(glob(str(tmp_path / "images" / "*.png")))
+    ]
+    assert ukan_ids != sorted(names)
+    ref_train, ref_val = train_test_split(ukan_ids, test_size=0.2, random_state=41)
+    dm = build_data("segmentation_folder", root=tmp_path, seed=41, image_size=4)
+    assert dm.train.ids == ref_train and dm.val.ids == ref_val
+
+
+def test_datasets_pickle_for_loader_workers(tmp_path):
+    import pickle
+
+    make_folder(tmp_path, n=4)
+    ds = SegmentationFolder(root=tmp_path, image_size=8, augment=True)
+    clone = pickle.loads(pickle.dumps(ds))
+    assert clone.ids == ds.ids and torch.equal(clone.original_mask(0), ds.original_mask(0))
