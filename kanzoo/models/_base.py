@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import warnings
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -32,6 +34,7 @@ __all__ = [
     "count_parameters",
     "make_activation",
     "match_width",
+    "matched_width",
     "parameter_count_of",
 ]
 
@@ -307,17 +310,28 @@ def make_activation(name: str) -> nn.Module:
 
 
 def parameter_count_of(build: Callable[[], nn.Module]) -> int:
-    """Parameter count of the module ``build()`` returns, built on the meta device when possible.
+    """Parameter count of the module ``build()`` returns (the module is discarded).
 
-    Meta construction allocates no memory and skips initialisers, so a width search over dozens of
-    candidate models costs milliseconds.
+    Built for real on the CPU: the meta device would skip allocation, but initialisers such as
+    ``trunc_normal_`` run far slower there through their decompositions, and some (least-squares
+    fits) have no meta kernels at all.
     """
-    try:
-        with torch.device("meta"):
-            model = build()
-    except Exception:  # an initialiser that cannot run on meta tensors: build for real
-        model = build()
-    return count_parameters(model)
+    return count_parameters(build())
+
+
+def _quadratic_root(points: list[tuple[int, int]], target: int) -> float | None:
+    """Width where the quadratic through three ``(width, count)`` points reaches ``target``."""
+    (x0, y0), (x1, y1), (x2, y2) = (tuple(map(Fraction, p)) for p in points)
+    # Newton divided differences: y = y0 + d1 (x - x0) + d2 (x - x0)(x - x1).
+    d1 = (y1 - y0) / (x1 - x0)
+    d2 = ((y2 - y1) / (x2 - x1) - d1) / (x2 - x0)
+    a, b, c = d2, d1 - d2 * (x0 + x1), y0 - d1 * x0 + d2 * x0 * x1 - target
+    if a == 0:
+        return None if b == 0 else float(-c / b)
+    disc = b * b - 4 * a * c
+    if disc < 0:
+        return None
+    return max((-float(b) + s * math.sqrt(float(disc))) / (2 * float(a)) for s in (-1, 1))
 
 
 def match_width(
@@ -325,8 +339,11 @@ def match_width(
 ) -> int:
     """The integer width whose parameter count is closest to ``target``.
 
-    ``count(width)`` must be non-decreasing in ``width``. Binary search finds the first width whose
-    count reaches ``target``, then keeps it or its predecessor, whichever is closer.
+    ``count(width)`` must be non-decreasing in ``width``. Parameter counts of the families are
+    (nearly) quadratic in a width (``w*w`` weight blocks, ``w`` biases and norms), so three small
+    probes give a quadratic whose root is checked with its neighbours; when that guess misses
+    (not quadratic), a binary search over ``[low, high]`` finds the first width reaching ``target``.
+    Every candidate is built at most once.
 
     Args:
         count: Parameter count as a function of the width.
@@ -341,19 +358,85 @@ def match_width(
     Raises:
         ValueError: No width in ``[low, high]`` gets within ``tolerance`` of ``target``.
     """
+    memo: dict[int, int] = {}
+
+    def cached(width: int) -> int:
+        if width not in memo:
+            memo[width] = count(width)
+        return memo[width]
+
+    def gap(width: int) -> float:
+        return abs(cached(width) - target) / max(target, 1)
+
+    probes = sorted({min(max(w, low), high) for w in (low, low + 8, low + 16)})
+    if len(probes) == 3:
+        root = _quadratic_root([(w, cached(w)) for w in probes], target)
+        if root is not None and low <= root <= high:
+            guess = int(round(root))
+            near = [w for w in (guess - 1, guess, guess + 1) if low <= w <= high]
+            best = min(near, key=gap)
+            # Accept if the guess brackets the target (so no other width can be closer).
+            below = [w for w in near if cached(w) <= target]
+            above = [w for w in near if cached(w) >= target]
+            if below and above and gap(best) <= tolerance:
+                return best
     lo, hi = low, high
     while lo < hi:
         mid = (lo + hi) // 2
-        if count(mid) < target:
+        if cached(mid) < target:
             lo = mid + 1
         else:
             hi = mid
     candidates = [w for w in (lo - 1, lo) if low <= w <= high]
-    best = min(candidates, key=lambda w: abs(count(w) - target))
-    gap = abs(count(best) - target) / max(target, 1)
-    if gap > tolerance:
+    best = min(candidates, key=gap)
+    if gap(best) > tolerance:
         raise ValueError(
             f"no width in [{low}, {high}] gets within {tolerance:.0%} of {target} parameters "
-            f"(best: width {best} with {count(best)}, {gap:.1%} off)"
+            f"(best: width {best} with {cached(best)}, {gap(best):.1%} off)"
         )
     return best
+
+
+def _freeze(value: Any) -> Any:
+    """A hashable stand-in for nested JSON-like values (cache keys)."""
+    if isinstance(value, dict):
+        return ("dict", tuple(sorted((str(k), _freeze(v)) for k, v in value.items())))
+    if isinstance(value, list | tuple):
+        return ("list", tuple(_freeze(v) for v in value))
+    return value
+
+
+_MATCH_CACHE: dict[Any, int] = {}
+
+
+def matched_width(
+    key: str,
+    overrides: dict[str, Any],
+    *,
+    target: Callable[[], nn.Module],
+    twin: Callable[[int], nn.Module],
+    low: int,
+    high: int,
+    tolerance: float = 0.05,
+) -> int:
+    """Width of a twin whose parameter count is within ``tolerance`` of a KAN model's (cached).
+
+    Args:
+        key: Cache namespace (the twin's model name).
+        overrides: The user's config overrides; part of the cache key.
+        target: Builds the KAN model to match.
+        twin: Builds the twin at a given width.
+        low: Smallest width searched.
+        high: Largest width searched.
+        tolerance: Maximum relative parameter gap.
+
+    Returns:
+        The width (see :func:`match_width`).
+    """
+    cache_key = (key, _freeze(overrides))
+    if cache_key not in _MATCH_CACHE:
+        goal = parameter_count_of(target)
+        _MATCH_CACHE[cache_key] = match_width(
+            lambda w: parameter_count_of(lambda: twin(w)), goal, low=low, high=high, tolerance=tolerance
+        )
+    return _MATCH_CACHE[cache_key]

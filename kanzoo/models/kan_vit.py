@@ -1,0 +1,295 @@
+"""KAN-ViT: timm's VisionTransformer with KAN feed-forward layers (the Kolmogorov-Arnold Transformer).
+
+The only change to a ViT is the block MLP: :class:`KANMlp` builds ``fc1``/``fc2`` through
+``kanzoo.layers.get_linear_layer(config.mlp_layer)``. With the default ``"kan_rational"`` each is a
+group-rational KAN layer ``y = W R(x) + b`` (GR-KAN); following the KAT recipe ``fc1``'s rational
+starts as the identity and ``fc2``'s as a rational fit of GELU, so at initialisation the FFN
+computes (up to that fit) what the MLP ``fc2(GELU(fc1(x)))`` with the same weights would. KAN
+layers carry their nonlinearity on the edges, so the separate node activation between ``fc1`` and
+``fc2`` is an ``nn.Identity``; the MLP twin (``"linear"``) uses GELU there. ``mlp_layer="kan"``
+selects B-spline KAN layers instead.
+
+Attention, patch embedding, norms, tokens and head are timm's, so every timm ViT feature
+(``forward_features``, ``reset_classifier``, ``dynamic_img_size``, ...) works, and the twin's state
+dict uses timm's names (``blocks.0.mlp.fc1.weight``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import torch
+from timm.models.vision_transformer import VisionTransformer
+from torch import nn
+
+from kanzoo.layers import get_linear_layer
+from kanzoo.models._base import KanzooConfig, KanzooModel, matched_width
+
+from ._registry import register_family, register_model
+
+__all__ = ["KANMlp", "KANViT", "KANViTConfig"]
+
+
+class KANMlp(nn.Module):
+    """Transformer feed-forward ``fc2(act(fc1(x)))`` whose linear maps come from the layer factory.
+
+    Accepts the keyword arguments timm's ``Block`` passes to its ``mlp_layer``.
+
+    Args:
+        in_features: Input (and default output) width.
+        hidden_features: Hidden width (default: ``in_features``).
+        out_features: Output width (default: ``in_features``).
+        act_layer: Node activation for ``layer="linear"`` (default GELU); KAN layers use Identity.
+        norm_layer: Optional norm on the hidden features (timm's ``scale_mlp_norm``).
+        bias: Whether the linear maps have biases.
+        drop: Dropout after the activation and after ``fc2``.
+        layer: Linear spec: ``"kan_rational"`` (GR-KAN), ``"kan"`` (B-spline), ``"linear"``, ...
+        layer_kwargs: Extra options for the factory (both layers).
+        device: Device for the parameters.
+        dtype: Dtype for the parameters.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_features: int | None = None,
+        out_features: int | None = None,
+        act_layer: Any = None,
+        norm_layer: Any = None,
+        bias: bool = True,
+        drop: float = 0.0,
+        *,
+        layer: str = "kan_rational",
+        layer_kwargs: dict[str, Any] | None = None,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__()
+        hidden = hidden_features or in_features
+        out = out_features or in_features
+        kwargs = dict(layer_kwargs or {})
+        is_linear = isinstance(layer, str) and layer.lower() == "linear"
+        if isinstance(layer, str) and layer.lower() == "kan_rational":
+            # GR-KAN is y = W R(x) + b: a per-edge scale on top of W would only duplicate W.
+            kwargs.setdefault("spline_scaler", False)
+            # KAT initialisation: identity rational before fc1, GELU-shaped rational before fc2.
+            fc1 = get_linear_layer(layer, **{"init": "identity", **kwargs})
+            fc2 = get_linear_layer(layer, **{"init": "gelu", **kwargs})
+        else:
+            fc1 = fc2 = get_linear_layer(layer, **kwargs)
+        self.fc1 = fc1(in_features, hidden, bias=bias)
+        if is_linear:
+            self.act = act_layer() if act_layer is not None else nn.GELU()
+        else:
+            self.act = nn.Identity()
+        self.drop1 = nn.Dropout(drop)
+        self.norm = norm_layer(hidden) if norm_layer is not None else nn.Identity()
+        self.fc2 = fc2(hidden, out, bias=bias)
+        self.drop2 = nn.Dropout(drop)
+        if device is not None or dtype is not None:
+            self.to(device=device, dtype=dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.drop1(self.act(self.fc1(x)))
+        return self.drop2(self.fc2(self.norm(x)))
+
+
+@dataclasses.dataclass
+class KANViTConfig(KanzooConfig):
+    """Configuration of :class:`KANViT` (and its MLP twin).
+
+    Args:
+        img_size: Input height/width.
+        patch_size: Patch height/width.
+        in_chans: Input channels.
+        num_classes: Output classes; 0 gives pooled features.
+        global_pool: ``"token"`` (class token) or ``"avg"``.
+        embed_dim: Token width.
+        depth: Number of transformer blocks.
+        num_heads: Attention heads.
+        mlp_ratio: FFN hidden width relative to ``embed_dim``.
+        qkv_bias: Bias in the qkv projection.
+        mlp_layer: FFN linear spec: ``"kan_rational"`` (default), ``"kan"`` (B-spline), ``"linear"``.
+        layer_kwargs: Extra options for the FFN layer factory (e.g. ``{"num_groups": 4}``).
+        drop_rate: Dropout before the head.
+        proj_drop_rate: Dropout in attention projection and FFN.
+        attn_drop_rate: Attention dropout.
+        drop_path_rate: Stochastic depth rate.
+        dynamic_img_size: Accept other input sizes (position embeddings are interpolated).
+    """
+
+    img_size: int = 32
+    patch_size: int = 4
+    in_chans: int = 3
+    num_classes: int = 10
+    global_pool: str = "token"
+    embed_dim: int = 64
+    depth: int = 4
+    num_heads: int = 4
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = True
+    mlp_layer: str = "kan_rational"
+    layer_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    drop_rate: float = 0.0
+    proj_drop_rate: float = 0.0
+    attn_drop_rate: float = 0.0
+    drop_path_rate: float = 0.0
+    dynamic_img_size: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.img_size, list | tuple):  # timm passes input_size[-2:]
+            if len(set(self.img_size)) != 1:
+                raise ValueError(f"only square images are supported, got img_size={self.img_size}")
+            self.img_size = int(self.img_size[0])
+        if self.img_size % self.patch_size:
+            raise ValueError(f"img_size {self.img_size} must be a multiple of patch_size {self.patch_size}")
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim {self.embed_dim} must be divisible by num_heads {self.num_heads}")
+
+
+class KANViT(VisionTransformer, KanzooModel):
+    """Vision Transformer with KAN FFNs (or, for the twin, plain MLPs).
+
+    Args:
+        config: A :class:`KANViTConfig` (or dict); defaults when omitted.
+        **overrides: Config fields to override (``num_classes=...``, ``mlp_layer="kan"``).
+
+    Forward: ``pixel_values`` float ``(B, in_chans, img_size, img_size)`` -> logits ``(B, num_classes)``.
+    """
+
+    config_class = KANViTConfig
+    kanzoo_model = "kan_vit"
+
+    def __init__(self, config: KANViTConfig | dict | None = None, **overrides: Any) -> None:
+        cfg = self._make_config(config, overrides)
+        mlp = functools.partial(KANMlp, layer=cfg.mlp_layer, layer_kwargs=dict(cfg.layer_kwargs))
+        super().__init__(
+            img_size=cfg.img_size,
+            patch_size=cfg.patch_size,
+            in_chans=cfg.in_chans,
+            num_classes=cfg.num_classes,
+            global_pool=cfg.global_pool,
+            embed_dim=cfg.embed_dim,
+            depth=cfg.depth,
+            num_heads=cfg.num_heads,
+            mlp_ratio=cfg.mlp_ratio,
+            qkv_bias=cfg.qkv_bias,
+            drop_rate=cfg.drop_rate,
+            proj_drop_rate=cfg.proj_drop_rate,
+            attn_drop_rate=cfg.attn_drop_rate,
+            drop_path_rate=cfg.drop_path_rate,
+            dynamic_img_size=cfg.dynamic_img_size,
+            mlp_layer=mlp,
+        )
+        self.config = cfg
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the head (and keep ``config`` in sync, so ``save_pretrained`` round-trips)."""
+        super().reset_classifier(num_classes, global_pool)
+        changes: dict[str, Any] = {"num_classes": num_classes}
+        if global_pool is not None:
+            changes["global_pool"] = global_pool
+        self.config = self.config.replace(**changes)
+
+
+register_family("kan_vit", KANViT)
+
+# ------------------------------------------------------------------------------------------------
+# Registered sizes. tiny/small train on 32x32 images (4x4 patches) on a 2-core CPU; the
+# *_patch16_224 variants have the standard ViT-Ti/S shapes for ImageNet-scale training.
+# ------------------------------------------------------------------------------------------------
+
+_SIZES: dict[str, dict[str, Any]] = {
+    "tiny": dict(img_size=32, patch_size=4, embed_dim=64, depth=4, num_heads=4),
+    "small": dict(img_size=32, patch_size=4, embed_dim=128, depth=6, num_heads=4),
+    "tiny_patch16_224": dict(
+        img_size=224, patch_size=16, embed_dim=192, depth=12, num_heads=3, num_classes=1000
+    ),
+    "small_patch16_224": dict(
+        img_size=224, patch_size=16, embed_dim=384, depth=12, num_heads=6, num_classes=1000
+    ),
+}
+_META = dict(task="classification", default_data="digits")
+
+
+def _build(size: str, mlp_layer: str, overrides: dict[str, Any]) -> KANViT:
+    return KANViT(KANViTConfig(**{**_SIZES[size], "mlp_layer": mlp_layer, **overrides}))
+
+
+def _input_size(size: str) -> tuple[int, int, int]:
+    s = _SIZES[size]["img_size"]
+    return (3, s, s)
+
+
+def _matched(size: str, overrides: dict[str, Any]) -> KANViT:
+    """The MLP twin with its FFN hidden width searched to within 5% of the KAN model's parameters."""
+    rest = {k: v for k, v in overrides.items() if k != "mlp_ratio"}
+    twin_rest = {k: v for k, v in rest.items() if k not in ("layer_kwargs", "mlp_layer")}
+    dim = rest.get("embed_dim", _SIZES[size]["embed_dim"])
+
+    def twin(width: int) -> KANViT:
+        # (width + 0.5) / dim makes timm's int(dim * mlp_ratio) land exactly on width.
+        return _build(size, "linear", {**twin_rest, "mlp_ratio": (width + 0.5) / dim})
+
+    width = matched_width(
+        f"vit_{size}_matched",
+        rest,
+        target=lambda: _build(size, "kan_rational", rest),
+        twin=twin,
+        low=1,
+        high=64 * dim,
+    )
+    return twin(width)
+
+
+@register_model(family="kan_vit", aliases=("kan_vit",), input_size=_input_size("tiny"), **_META)
+def kan_vit_tiny(**overrides: Any) -> KANViT:
+    """KAN-ViT tiny: 32x32 input, 4x4 patches, width 64, 4 blocks, GR-KAN FFNs."""
+    return _build("tiny", "kan_rational", overrides)
+
+
+@register_model(family="kan_vit", input_size=_input_size("small"), **_META)
+def kan_vit_small(**overrides: Any) -> KANViT:
+    """KAN-ViT small: 32x32 input, 4x4 patches, width 128, 6 blocks, GR-KAN FFNs."""
+    return _build("small", "kan_rational", overrides)
+
+
+@register_model(family="kan_vit", input_size=_input_size("tiny_patch16_224"), **_META)
+def kan_vit_tiny_patch16_224(**overrides: Any) -> KANViT:
+    """KAN-ViT with ViT-Ti/16 shapes (224x224, width 192, 12 blocks, 3 heads), GR-KAN FFNs."""
+    return _build("tiny_patch16_224", "kan_rational", overrides)
+
+
+@register_model(family="kan_vit", input_size=_input_size("small_patch16_224"), **_META)
+def kan_vit_small_patch16_224(**overrides: Any) -> KANViT:
+    """KAN-ViT with ViT-S/16 shapes (224x224, width 384, 12 blocks, 6 heads), GR-KAN FFNs."""
+    return _build("small_patch16_224", "kan_rational", overrides)
+
+
+@register_model(
+    family="vit", twin_of="kan_vit_tiny", aliases=("vit",), input_size=_input_size("tiny"), **_META
+)
+def vit_tiny(**overrides: Any) -> KANViT:
+    """MLP twin of kan_vit_tiny (GELU MLPs)."""
+    return _build("tiny", "linear", overrides)
+
+
+@register_model(family="vit", twin_of="kan_vit_small", input_size=_input_size("small"), **_META)
+def vit_small(**overrides: Any) -> KANViT:
+    """MLP twin of kan_vit_small."""
+    return _build("small", "linear", overrides)
+
+
+@register_model(family="vit", twin_of="kan_vit_tiny", input_size=_input_size("tiny"), **_META)
+def vit_tiny_matched(**overrides: Any) -> KANViT:
+    """MLP twin of kan_vit_tiny with FFN width matched to within 5% of its parameters."""
+    return _matched("tiny", overrides)
+
+
+@register_model(family="vit", twin_of="kan_vit_small", input_size=_input_size("small"), **_META)
+def vit_small_matched(**overrides: Any) -> KANViT:
+    """MLP twin of kan_vit_small with FFN width matched to within 5% of its parameters."""
+    return _matched("small", overrides)
