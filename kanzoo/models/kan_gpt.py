@@ -32,7 +32,7 @@ from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
-from kanzoo.layers import get_linear_layer
+from kanzoo.layers import Basis, KANLinear, get_linear_layer
 from kanzoo.models._base import CheckpointMismatchError
 from kanzoo.models._gpt_config import KanGPTConfig
 from kanzoo.models._registry import register_family
@@ -217,7 +217,8 @@ class KanGPTBlock(nn.Module):
 
 
 def _is_kan_module(module: nn.Module) -> bool:
-    return type(module).__module__.startswith("kanzoo.layers")
+    """KAN layers and bases (kanzoo's own or user subclasses), whose init the layer code owns."""
+    return isinstance(module, (KANLinear, Basis)) or type(module).__module__.startswith("kanzoo.layers")
 
 
 def _fresh_copy(module: nn.Module) -> nn.Module | None:
@@ -388,22 +389,22 @@ class KanGPTModel(KanGPTPreTrainedModel):
                     attention_mask == 0 if attention_mask.is_floating_point() else attention_mask > 0
                 )
             return attention_mask, False
+        total = past + length
+        if attention_mask is not None and tuple(attention_mask.shape) != (batch, total):
+            raise ValueError(
+                f"attention_mask must have shape (batch, past + length) = {(batch, total)}, "
+                f"got {tuple(attention_mask.shape)}"
+            )
         padded = attention_mask is not None and not bool(attention_mask.all())
         if not padded:
             if past == 0:
                 return None, True
             if length == 1:
                 return None, False  # one new token sees every cached position
-        total = past + length
         query_pos = torch.arange(past, total, device=device)
         mask = torch.arange(total, device=device)[None, :] <= query_pos[:, None]  # (T, total)
         mask = mask[None, None]
         if padded:
-            if attention_mask.shape != (batch, total):
-                raise ValueError(
-                    f"attention_mask must have shape (batch, past + length) = {(batch, total)}, "
-                    f"got {tuple(attention_mask.shape)}"
-                )
             mask = mask & attention_mask.bool()[:, None, None, :]
             # Queries sitting on padding would see no key at all (SDPA returns NaN); let them see
             # themselves. Their outputs are ignored, and real tokens never attend to them.

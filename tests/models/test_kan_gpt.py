@@ -108,6 +108,9 @@ def test_position_limit_and_bad_inputs_raise():
         model()
     with pytest.raises(ValueError, match="attention weights"):
         model(ids(1, 4), output_attentions=True)
+    cache = model(ids(1, 4), use_cache=True).cache
+    with pytest.raises(ValueError, match="past \\+ length"):  # mask must cover the cached tokens too
+        model(ids(1, 2), cache=cache, attention_mask=torch.ones(1, 2, dtype=torch.long))
 
 
 # ---------------------------------------------------------------------------- KV cache
