@@ -115,3 +115,14 @@ def test_image_datasets_pickle_for_spawned_workers(tmp_path):
     dm = build_data("image_folder", path=tmp_path / "imgs", image_size=8, val_fraction=0.34)
     clone = pickle.loads(pickle.dumps(dm.val))
     assert torch.equal(clone[0]["pixel_values"], dm.val[0]["pixel_values"])
+
+
+def test_command_line_lists_and_builds(capsys):
+    from kanzoo.data.__main__ import main
+
+    assert main([]) == 0
+    assert "shakespeare" in capsys.readouterr().out
+    assert main(["digits", "image_size=16"]) == 0
+    assert "pixel_values: (1, 16, 16)" in capsys.readouterr().out
+    assert main(["digitz"]) == 1
+    assert "Did you mean 'digits'" in capsys.readouterr().err

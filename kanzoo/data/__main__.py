@@ -1,0 +1,45 @@
+"""``python -m kanzoo.data [NAME [key=value ...]]``: list datasets, or build one and describe it."""
+
+from __future__ import annotations
+
+import ast
+import sys
+
+from . import build_data, list_datasets
+
+
+def _value(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help", "list"):
+        print("datasets (python -m kanzoo.data NAME key=value ... builds one):")
+        for name, desc in list_datasets(with_descriptions=True).items():
+            print(f"  {name:<20} {desc}")
+        return 0
+    kwargs = {}
+    for a in args[1:]:
+        if "=" not in a:
+            print(f"arguments after the name must be key=value, got {a!r}", file=sys.stderr)
+            return 2
+        k, v = a.split("=", 1)
+        kwargs[k] = _value(v)
+    try:
+        dm = build_data(args[0], **kwargs)
+    except (ValueError, FileNotFoundError, TypeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(dm)
+    item = dm.train[0]
+    for k, v in item.items():
+        print(f"  {k}: {tuple(v.shape) if hasattr(v, 'shape') else v!r} {getattr(v, 'dtype', '')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
