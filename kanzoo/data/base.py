@@ -153,12 +153,6 @@ def check_path(path: str | os.PathLike, what: str = "path") -> Path:
     return p
 
 
-def is_local(path_or_name: str | os.PathLike) -> bool:
-    """True when the string names an existing local file or folder, or clearly looks like a path."""
-    s = str(path_or_name)
-    return Path(s).expanduser().exists() or s.startswith((".", "/", "~")) or os.sep + os.sep in s
-
-
 def cache_dir() -> Path:
     """kanzoo's cache folder (``$KANZOO_CACHE`` or ``~/.cache/kanzoo``), created on demand."""
     root = Path(os.environ.get("KANZOO_CACHE", Path.home() / ".cache" / "kanzoo"))

@@ -149,8 +149,9 @@ def to_label_map(
         raw: ``[H, W]`` or ``[H, W, C]`` mask values.
         mode: ``"binary"``: foreground = value > threshold (colour masks use their maximum over
             channels). ``"multiclass"``: values are class ids, or are translated by ``value_map``.
-        threshold: Binary threshold; ``None`` = automatic: ``> 0`` when the mask's values are all
-            below 128 (0/1 masks), else ``> 127`` (0/255 masks, robust to JPEG noise).
+        threshold: Binary threshold; ``None`` = automatic: ``> 127`` for 8-bit masks that reach
+            128 or more (0/255 masks; robust to JPEG noise), else ``> 0`` (0/1 masks, label and
+            16-bit instance masks).
         value_map: ``{stored value: class id}``; keys may be ints or colours (``(r, g, b)`` or
             ``"r,g,b"``). Every stored value must be listed.
         num_classes: Class ids must lie in ``[0, num_classes)`` in multiclass mode.
@@ -162,7 +163,7 @@ def to_label_map(
     if mode == "binary":
         gray = raw.max(axis=-1) if raw.ndim == 3 else raw
         if threshold is None:
-            threshold = 0 if gray.size == 0 or gray.max() < 128 else 127
+            threshold = 127 if gray.dtype == np.uint8 and gray.size and gray.max() >= 128 else 0
         return (gray > threshold).astype(np.int64)
     if mode != "multiclass":
         raise ValueError(f"mask_mode must be 'binary' or 'multiclass', got {mode!r}")

@@ -218,9 +218,11 @@ def test_augmentation_moves_image_and_mask_together(tmp_path):
 
 def test_mask_value_conversion():
     assert to_label_map(np.array([[0, 1], [1, 0]])).tolist() == [[0, 1], [1, 0]]
-    noisy = np.array([[0, 3], [250, 131]])  # JPEG-like noise around 0/255
+    noisy = np.array([[0, 3], [250, 131]], dtype=np.uint8)  # JPEG-like noise around 0/255
     assert to_label_map(noisy).tolist() == [[0, 0], [1, 1]]
     assert to_label_map(noisy, threshold=0).tolist() == [[0, 1], [1, 1]]
+    instances = np.array([[0, 3], [250, 131]], dtype=np.uint16)  # instance ids: every id is foreground
+    assert to_label_map(instances).tolist() == [[0, 1], [1, 1]]
     assert to_label_map(np.array([[0, 2], [1, 2]]), mode="multiclass", num_classes=3).tolist() == [
         [0, 2],
         [1, 2],
