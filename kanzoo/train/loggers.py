@@ -192,8 +192,9 @@ def build_loggers(
         if kind not in LOGGERS:
             raise ValueError(f"unknown logger {kind!r}; available: {', '.join(sorted(LOGGERS))}, or none")
         if kind == "jsonl":
-            kwargs.setdefault("path", Path(run_dir) / "metrics.jsonl")
+            if kwargs.get("path") is None:
+                kwargs["path"] = Path(run_dir) / "metrics.jsonl"
         elif kind == "wandb":
-            kwargs.setdefault("run_dir", str(run_dir))
+            kwargs["run_dir"] = str(run_dir)
         loggers.append(LOGGERS[kind](**kwargs))
     return loggers

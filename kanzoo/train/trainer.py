@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import math
 import os
@@ -161,20 +160,28 @@ class Trainer:
         """Write the model in from_pretrained format (collective: all processes must call it)."""
         acc = self.acc
         unwrapped = acc.unwrap_model(self.model)
+        # FSDP shards parameters: gather a full state dict (every process takes part).
         state_dict = acc.get_state_dict(self.model) if self._fsdp else None
         if not acc.is_main_process:
             return
         directory.mkdir(parents=True, exist_ok=True)
         save = getattr(unwrapped, "save_pretrained", None)
-        if save is None:
-            from safetensors.torch import save_file
-
-            sd = state_dict or {k: v.detach().cpu().contiguous() for k, v in unwrapped.state_dict().items()}
-            save_file(sd, str(directory / "model.safetensors"))
-        elif state_dict is not None and "state_dict" in inspect.signature(save).parameters:
-            save(str(directory), state_dict=state_dict)
-        else:
+        if save is not None and state_dict is None:
             save(str(directory))
+            return
+        from safetensors.torch import save_file
+
+        if state_dict is None:
+            state_dict = unwrapped.state_dict()
+        config = getattr(unwrapped, "config", None)
+        if hasattr(config, "save_pretrained"):  # transformers PretrainedConfig
+            config.save_pretrained(str(directory))
+        elif hasattr(config, "to_dict"):  # kanzoo dataclass configs
+            payload = {"kanzoo_model": getattr(unwrapped, "kanzoo_model", None), **config.to_dict()}
+            (directory / "config.json").write_text(json.dumps(payload, indent=2, sort_keys=True))
+        # Clone so tied/shared tensors serialize independently.
+        tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
+        save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
 
     def _trainer_state(self) -> dict[str, Any]:
         return {
