@@ -4,8 +4,8 @@
 ``from_pretrained(path_or_name)``, ``list_pretrained()``; families register themselves on import.
 """
 
-# Family modules register their models on import.
-from kanzoo.models import conv_kan, kan_gpt, kan_unet, kan_vit  # noqa: F401  (isort: split)
+# Family modules register their models on import (and _timm registers the classifiers with timm).
+from kanzoo.models import _timm, conv_kan, kan_gpt, kan_unet, kan_vit  # noqa: F401
 from kanzoo.models._base import CheckpointMismatchError, KanzooConfig, KanzooModel, count_parameters
 from kanzoo.models._registry import (
     create_model,
