@@ -219,9 +219,14 @@ def random_split_ids(
     return out
 
 
+_WARNED: set[str] = set()
+
+
 def warn_once(msg: str) -> None:
-    """Emits a ``UserWarning`` (kept as a function so call sites read clearly)."""
-    warnings.warn(msg, UserWarning, stacklevel=3)
+    """Emits a ``UserWarning`` the first time a given message occurs in this process."""
+    if msg not in _WARNED:
+        _WARNED.add(msg)
+        warnings.warn(msg, UserWarning, stacklevel=3)
 
 
 def resolve_mean_std(

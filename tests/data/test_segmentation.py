@@ -314,3 +314,11 @@ def test_datasets_pickle_for_loader_workers(tmp_path):
     ds = SegmentationFolder(root=tmp_path, image_size=8, augment=True)
     clone = pickle.loads(pickle.dumps(ds))
     assert clone.ids == ds.ids and torch.equal(clone.original_mask(0), ds.original_mask(0))
+
+
+def test_mask_without_image_is_ignored_with_a_warning(tmp_path):
+    make_folder(tmp_path, n=3)
+    Image.fromarray(np.zeros((20, 24), np.uint8)).save(tmp_path / "masks" / "stray_mask.png")
+    with pytest.warns(UserWarning, match="stray_mask.png"):
+        ds = SegmentationFolder(root=tmp_path, image_size=8)
+    assert ds.ids == ["case00", "case01", "case02"]
