@@ -132,6 +132,10 @@ def _num_channels(basis: nn.Module) -> int:
     raise ValueError(f"cannot tell the number of input channels of basis {type(basis).__name__}")
 
 
+def _full_precision(x: Tensor) -> Tensor:
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) or not x.is_floating_point() else x
+
+
 def flatten_channels(x: Tensor, layer: nn.Module) -> Tensor:
     """Layer input -> samples of the per-channel input values, shape (M, C).
 
@@ -226,9 +230,11 @@ def edge_set(layer: nn.Module, *, taps: str = "sum") -> EdgeSet:
     if taps not in ("sum", "each"):
         raise ValueError(f"taps must be 'sum' or 'each', got {taps!r}")
     with torch.no_grad():
-        ws = effective_spline_weight(layer).detach().float()
+        ws = effective_spline_weight(layer).detach()
+        dtype = torch.float64 if ws.dtype == torch.float64 else torch.float32  # half precision -> fp32
+        ws = ws.to(dtype)
         wb = getattr(layer, "base_weight", None)
-        wb = None if wb is None or activation_fn(layer) is None else wb.detach().float()
+        wb = None if wb is None or activation_fn(layer) is None else wb.detach().to(dtype)
         out, in_local, n = ws.shape[:3]
         if ws.dim() == 3:
             in_index = torch.arange(in_local).repeat(out)
@@ -267,7 +273,7 @@ def edge_importance(layer: nn.Module, x: Tensor | None = None, *, taps: str = "s
     Returns a tensor of shape (out, in) for linear layers (and (out, in/groups[, taps]) for convs).
     """
     es = edge_set(layer, taps=taps)
-    xc = grid_samples(layer) if x is None else flatten_channels(x, layer).float()
+    xc = grid_samples(layer) if x is None else _full_precision(flatten_channels(x, layer))
     return es.mean_abs(xc)
 
 
@@ -293,7 +299,9 @@ def capture_inputs(
 
         def hook(m, args, _name=name):
             if args and isinstance(args[0], Tensor):
-                store[_name].append(subsample(flatten_channels(args[0], m).float().cpu(), max_samples))
+                store[_name].append(
+                    subsample(_full_precision(flatten_channels(args[0], m)).cpu(), max_samples)
+                )
 
         handles.append(mod.register_forward_pre_hook(hook))
     try:
