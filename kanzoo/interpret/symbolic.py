@@ -60,6 +60,15 @@ class SymbolicKANLinear(nn.Module):
     def set_extra_state(self, state: dict[str, Any]) -> None:
         self.symbolic_names = list(state["symbolic_names"])
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # A checkpoint may hold a different number of symbolic edges: resize before loading.
+        params = state_dict.get(prefix + "symbolic_params")
+        index = state_dict.get(prefix + "symbolic_index")
+        if params is not None and index is not None:
+            self.symbolic_params = nn.Parameter(self.symbolic_params.new_zeros(params.shape))
+            self.symbolic_index = self.symbolic_index.new_zeros(index.shape)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def symbolic_edges(self) -> list[tuple[int, int, SymbolicFit]]:
         """``(j, i, fit)`` for every symbolic edge (``fit.r2`` is nan: it is not re-measured here)."""
         out = []
@@ -303,6 +312,7 @@ def to_sympy(
                 f"layer {k} still has spline edges (j, i) = {left[:10]}; symbolify them (or prune) first"
             )
         bias = getattr(wrapper.layer, "bias", None)
+        bias = None if bias is None else bias.detach()
         outs: list[sp.Expr] = [
             sp.Float(round(float(bias[j]), digits) if digits is not None else float(bias[j]))
             if bias is not None
