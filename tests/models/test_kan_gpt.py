@@ -172,9 +172,10 @@ def test_generate_greedy_equals_hand_written_loop(layout):
     model = tiny(**LAYOUTS[layout], initializer_range=0.2)
     prompt = ids(2, 5)
     expected = greedy_by_hand(model, prompt, 10)
-    for use_cache in (True, False):
-        got = model.generate(prompt, max_new_tokens=10, do_sample=False, use_cache=use_cache, pad_token_id=0)
-        assert torch.equal(got, expected), f"use_cache={use_cache}"
+    modes = [{"use_cache": True}, {"use_cache": False}, {"cache_implementation": "static"}]
+    for mode in modes:
+        got = model.generate(prompt, max_new_tokens=10, do_sample=False, pad_token_id=0, **mode)
+        assert torch.equal(got, expected), mode
 
 
 def test_batched_left_padded_generate_matches_single_prompts():
@@ -225,6 +226,40 @@ def test_loading_incomplete_checkpoint_names_the_keys(tmp_path):
     with pytest.raises(CheckpointMismatchError) as err:
         AutoModelForCausalLM.from_pretrained(tmp_path)
     assert dropped in str(err.value) and "transformer.extra.weight" in str(err.value)
+
+
+@pytest.mark.parametrize("layout", ["kan_ffn", "rational_ffn"])
+def test_tensors_missing_from_a_checkpoint_get_the_layer_init(tmp_path, layout):
+    """from_pretrained builds on the meta device: what the checkpoint lacks must be re-initialised
+    by the KAN layer's own scheme (not left as uninitialised memory), the rest kept as saved."""
+    model = tiny(**LAYOUTS[layout])
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01)  # move every tensor away from its init value
+    model.save_pretrained(tmp_path)
+    fresh_model = tiny(**LAYOUTS[layout])
+    fresh = fresh_model.state_dict()
+    weights = load_file(tmp_path / "model.safetensors")
+    prefix = "transformer.h.0.mlp.c_fc."
+    if layout == "kan_ffn":
+        dropped = [prefix + "spline_scaler", prefix + "basis.grid"]
+    else:
+        dropped = [prefix + "basis.numerator", prefix + "basis.denominator"]
+    for key in dropped:
+        weights.pop(key)
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(CheckpointMismatchError, match="missing keys"):
+        KanGPTForCausalLM.from_pretrained(tmp_path)
+    loaded_model = KanGPTForCausalLM.from_pretrained(tmp_path, strict=False)
+    loaded = loaded_model.state_dict()
+    for key in dropped:  # deterministic inits: ones, the uniform knots, the fitted identity rational
+        torch.testing.assert_close(loaded[key], fresh[key], atol=0, rtol=0)
+    for key, value in weights.items():
+        torch.testing.assert_close(loaded[key], value, atol=0, rtol=0)
+    if layout == "rational_ffn":  # a non-persistent buffer, never saved: rebuilt, not garbage
+        for block in range(TINY["n_layer"]):
+            got = loaded_model.transformer.h[block].mlp.c_proj.basis.group_index
+            torch.testing.assert_close(got, fresh_model.transformer.h[block].mlp.c_proj.basis.group_index)
 
 
 def test_missing_directory_fails_fast(tmp_path):
