@@ -159,10 +159,10 @@ class SymbolicFit:
         )
 
     def expr(self, x: sp.Expr, *, digits: int | None = None) -> sp.Expr:
-        """The fit as a sympy expression of ``x`` (coefficients rounded to ``digits`` if given)."""
+        """The fit as a sympy expression of ``x`` (coefficients rounded to ``digits`` significant digits)."""
 
         def num(v: float) -> sp.Expr:
-            return sp.Float(round(v, digits) if digits is not None else v)
+            return sp.Float(float(f"{v:.{digits}g}") if digits is not None else v)
 
         f = get_candidate(self.name)
         inner = x if not f.inner_affine else num(self.a) * x + num(self.b)

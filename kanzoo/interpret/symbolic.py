@@ -294,7 +294,7 @@ def to_sympy(
     Args:
         model: a KANNetwork / nn.Sequential of SymbolicKANLinear (or KANLinear with only zero edges).
         input_names: symbol names of the inputs (default ``x_1 ... x_d``).
-        digits: round every coefficient to this many decimals.
+        digits: round every coefficient to this many significant digits.
         simplify: run ``sympy.simplify`` on the result.
     """
     layers = list(model) if isinstance(model, (nn.Sequential, list, tuple)) else [model]
@@ -314,7 +314,7 @@ def to_sympy(
         bias = getattr(wrapper.layer, "bias", None)
         bias = None if bias is None else bias.detach()
         outs: list[sp.Expr] = [
-            sp.Float(round(float(bias[j]), digits) if digits is not None else float(bias[j]))
+            sp.Float(float(f"{float(bias[j]):.{digits}g}") if digits is not None else float(bias[j]))
             if bias is not None
             else sp.Integer(0)
             for j in range(wrapper.out_features)
