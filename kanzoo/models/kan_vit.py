@@ -186,6 +186,10 @@ class KANViT(VisionTransformer, KanzooModel):
         )
         self.config = cfg
 
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, num_classes)`` for ``pixel_values`` ``(B, in_chans, H, W)``."""
+        return super().forward(pixel_values)
+
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """Replace the head (and keep ``config`` in sync, so ``save_pretrained`` round-trips)."""
         super().reset_classifier(num_classes, global_pool)
