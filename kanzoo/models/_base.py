@@ -11,6 +11,7 @@ naming every missing/unexpected key and shape mismatch when they disagree. No pi
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 import os
@@ -88,7 +89,11 @@ class KanzooConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise ValueError(f"{cls.__name__} has no field(s) {unknown}; valid fields: {sorted(names)}")
+            hints = {u: difflib.get_close_matches(u, names, n=1) for u in unknown}
+            hint = "".join(f"; {u!r}: did you mean {h[0]!r}?" for u, h in hints.items() if h)
+            raise ValueError(
+                f"{cls.__name__} has no field(s) {unknown}{hint} (valid fields: {sorted(names)})"
+            )
         return cls(**data)
 
     def replace(self: C, **overrides: Any) -> C:

@@ -204,7 +204,7 @@ _META = dict(task="classification", default_data="digits", input_size=(3, 32, 32
 
 
 def _build(size: str, conv_layer: str, overrides: dict[str, Any]) -> ConvKAN:
-    return ConvKAN(ConvKANConfig(**{**_SIZES[size], "conv_layer": conv_layer, **overrides}))
+    return ConvKAN(ConvKANConfig.from_dict({**_SIZES[size], "conv_layer": conv_layer, **overrides}))
 
 
 def _matched(size: str, overrides: dict[str, Any]) -> ConvKAN:

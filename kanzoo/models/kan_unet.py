@@ -311,7 +311,7 @@ _META = dict(task="segmentation", default_data="shapes", data=["shapes", "nuclei
 
 
 def _build(size: str, token_layer: str, overrides: dict[str, Any]) -> KANUNet:
-    return KANUNet(KANUNetConfig(**{**_SIZES[size], "token_layer": token_layer, **overrides}))
+    return KANUNet(KANUNetConfig.from_dict({**_SIZES[size], "token_layer": token_layer, **overrides}))
 
 
 def _matched(size: str, overrides: dict[str, Any]) -> KANUNet:

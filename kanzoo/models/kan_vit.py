@@ -220,7 +220,7 @@ _META = dict(task="classification", default_data="digits")
 
 
 def _build(size: str, mlp_layer: str, overrides: dict[str, Any]) -> KANViT:
-    return KANViT(KANViTConfig(**{**_SIZES[size], "mlp_layer": mlp_layer, **overrides}))
+    return KANViT(KANViTConfig.from_dict({**_SIZES[size], "mlp_layer": mlp_layer, **overrides}))
 
 
 def _input_size(size: str) -> tuple[int, int, int]:
