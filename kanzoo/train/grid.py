@@ -1,7 +1,7 @@
 """Data-driven B-spline grid updates during training.
 
 Forward hooks capture the inputs of every KAN layer whose basis has a knot ``grid`` (B-spline);
-each layer then re-places its knots on those inputs through ``module.update_grid(x)``, which
+each layer then re-places its knots on those inputs (``kanzoo.layers.grid.update_grid``), which
 refits the coefficients so the layer's function is preserved. Layers with other bases (RBF,
 Chebyshev, rational, ...) have no grid and are skipped.
 """
@@ -14,22 +14,37 @@ import torch
 from torch import Tensor, nn
 
 
+def _is_bspline_kan(module: nn.Module) -> bool:
+    basis = getattr(module, "basis", None)
+    return (
+        isinstance(getattr(module, "spline_weight", None), Tensor)
+        and isinstance(getattr(basis, "grid", None), Tensor)
+        and hasattr(basis, "spline_order")  # B-spline knots (an RBF basis also has a "grid" of centers)
+    )
+
+
 def grid_modules(model: nn.Module) -> dict[str, nn.Module]:
-    """KAN layers that support grid updates: callable ``update_grid`` and a basis with a ``grid``."""
-    found = {}
-    for name, module in model.named_modules():
-        basis = getattr(module, "basis", None)
-        if callable(getattr(module, "update_grid", None)) and isinstance(
-            getattr(basis, "grid", None), Tensor
-        ):
-            found[name] = module
-    return found
+    """KAN layers (linear or conv) whose basis is a B-spline with a knot ``grid``."""
+    return {name: m for name, m in model.named_modules() if _is_bspline_kan(m)}
+
+
+def _updater(module: nn.Module) -> Callable[[Tensor], None]:
+    method = getattr(module, "update_grid", None)
+    if callable(method):
+        return method
+    from kanzoo.layers import grid as layer_grid  # KANConvNd: the function form takes both kinds
+
+    return lambda x: layer_grid.update_grid(module, x)
+
+
+def _is_conv(module: nn.Module) -> bool:
+    return hasattr(module, "in_channels") and hasattr(module, "kernel_size")
 
 
 def _as_rows(module: nn.Module, x: Tensor) -> Tensor:
     """Layer input as ``(rows, features)``: linear layers flatten leading dims, conv layers move
     channels last and flatten batch and spatial dims."""
-    if hasattr(module, "in_channels") and x.dim() >= 3:
+    if _is_conv(module) and x.dim() >= 3:
         return x.movedim(1, -1).reshape(-1, x.shape[1])
     return x.reshape(-1, x.shape[-1])
 
@@ -104,6 +119,9 @@ def update_grids(
         weight = getattr(module, "spline_weight", None)
         dtype = weight.dtype if isinstance(weight, Tensor) else torch.float32
         x = subsample_rows(x, max_rows, seed=seed).to(dtype)
-        module.update_grid(x)
+        if _is_conv(module):
+            # KANConvNd.update_grid takes (N, C, *spatial): rows become 1x1 "images".
+            x = x.reshape(*x.shape, *([1] * (module.spline_weight.dim() - 3)))
+        _updater(module)(x)
         updated.append(name)
     return updated

@@ -39,6 +39,17 @@ def resolve_mixed_precision(setting: str, *, cpu: bool) -> str:
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
+def _release_accelerator_state() -> None:
+    """Forget accelerate's process-wide precision/device choice (keeping the process group), so
+    a later run in the same process may pick other settings."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    for state in (AcceleratorState, GradientState):
+        reset = getattr(state, "_reset_state", None)
+        if reset is not None:
+            reset()
+
+
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
@@ -379,6 +390,9 @@ class Trainer:
             ):
                 self._save_checkpoint()
             final = self._save_final(metrics)
+        except BaseException:
+            _release_accelerator_state()
+            raise
         finally:
             self.bar.close()
             self.bar = None
@@ -387,6 +401,7 @@ class Trainer:
                     logger.finish()
         acc.wait_for_everyone()
         acc.end_training()
+        _release_accelerator_state()
         self._print(f"Final checkpoint: {final}")
         return final
 

@@ -18,8 +18,10 @@ class _Saveable(nn.Module):
     def save_pretrained(self, directory):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()},
-                  str(directory / "model.safetensors"))
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()},
+            str(directory / "model.safetensors"),
+        )
         (directory / "config.json").write_text(json.dumps({"kanzoo_model": type(self).__name__}))
 
 
@@ -49,8 +51,13 @@ class ToyLM(_Saveable):
 class ToyClassifier(_Saveable):
     def __init__(self, in_features: int = 16, classes: int = 3, hidden: int = 32, dropout: float = 0.0):
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(in_features, hidden), nn.GELU(), nn.Dropout(dropout),
-                                 nn.Linear(hidden, classes))
+        self.net = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(in_features, hidden),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, classes),
+        )
 
     def forward(self, pixel_values):
         return self.net(pixel_values)
@@ -121,13 +128,28 @@ class SegData(Dataset):
 def toy_data(task: str, **kw):
     """A DataModule-like namespace for ``task``."""
     if task == "lm":
-        return SimpleNamespace(task="lm", train=LMData(64, seed=0), val=LMData(16, seed=1), collate_fn=None,
-                               info={"vocab_size": 16, "block_size": 12})
+        return SimpleNamespace(
+            task="lm",
+            train=LMData(64, seed=0),
+            val=LMData(16, seed=1),
+            collate_fn=None,
+            info={"vocab_size": 16, "block_size": 12},
+        )
     if task == "classification":
-        return SimpleNamespace(task="classification", train=ClsData(96, seed=0), val=ClsData(30, seed=1),
-                               collate_fn=None, info={"num_classes": 3})
-    return SimpleNamespace(task="segmentation", train=SegData(32, seed=0), val=SegData(8, seed=1),
-                           collate_fn=None, info={"num_classes": 2})
+        return SimpleNamespace(
+            task="classification",
+            train=ClsData(96, seed=0),
+            val=ClsData(30, seed=1),
+            collate_fn=None,
+            info={"num_classes": 3},
+        )
+    return SimpleNamespace(
+        task="segmentation",
+        train=SegData(32, seed=0),
+        val=SegData(8, seed=1),
+        collate_fn=None,
+        info={"num_classes": 2},
+    )
 
 
 def toy_model(task: str, **kw):

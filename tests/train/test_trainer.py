@@ -1,0 +1,222 @@
+"""Trainer behaviour on toy models (in-process, CPU, seconds)."""
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from toys import ToyClassifier, toy_data, toy_model
+
+from kanzoo.layers import KANLinear
+from kanzoo.train import (
+    JsonlLogger,
+    NonFiniteLossError,
+    OptimConfig,
+    ScheduleConfig,
+    Trainer,
+    TrainerConfig,
+    read_jsonl,
+    resolve_mixed_precision,
+)
+from kanzoo.train.loggers import _default_wandb_mode
+
+
+def _fit(tmp_path, task="classification", model=None, data=None, loggers=None, **cfg):
+    settings = dict(run_dir=str(tmp_path), max_steps=30, batch_size=8, progress=False, log_every=5)
+    settings.update(cfg)
+    trainer = Trainer(
+        model=model or toy_model(task),
+        data=data or toy_data(task),
+        optim=OptimConfig(lr=1e-2),
+        schedule=ScheduleConfig(warmup_steps=2),
+        config=TrainerConfig(**settings),
+        loggers=loggers,
+        name=f"toy_{task}",
+    )
+    return trainer, trainer.fit()
+
+
+def test_fit_trains_and_writes_run_artifacts(tmp_path, capsys):
+    trainer, final = _fit(
+        tmp_path, eval_every=10, loggers=[JsonlLogger(path=tmp_path / "metrics.jsonl")], save_best=True
+    )
+    assert final == tmp_path / "final"
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"Final checkpoint: {final}"
+    assert {"model.safetensors", "config.json", "train_summary.json"} <= {p.name for p in final.iterdir()}
+    summary = json.loads((tmp_path / "train_summary.json").read_text())
+    assert summary["task"] == "classification" and summary["steps"] == 30
+    assert summary["final_metrics"]["val_acc"] > 0.8
+    assert (tmp_path / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "best" / "model.safetensors").is_file()
+    records = read_jsonl(tmp_path / "metrics.jsonl")
+    train = [r for r in records if "loss" in r]
+    assert [r["step"] for r in train] == [5, 10, 15, 20, 25, 30]
+    assert train[-1]["loss"] < train[0]["loss"]
+    assert [r["step"] for r in records if "val_acc" in r] == [10, 20, 30]
+    # the saved weights are the trained ones
+    weights = load_file(str(final / "model.safetensors"))
+    for name, p in trainer.model.state_dict().items():
+        torch.testing.assert_close(weights[name], p)
+
+
+def test_grad_accumulation_equals_the_large_batch(tmp_path):
+    _fit(tmp_path / "a", batch_size=8, grad_accum_steps=1, max_steps=8)
+    _fit(tmp_path / "b", batch_size=4, grad_accum_steps=2, max_steps=8)
+    a = load_file(str(tmp_path / "a" / "final" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "final" / "model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+class NaNAfter(ToyClassifier):
+    def __init__(self, calls: int):
+        super().__init__()
+        self.calls, self.limit = 0, calls
+
+    def forward(self, pixel_values):
+        self.calls += self.training
+        out = super().forward(pixel_values)
+        return out * float("nan") if self.calls > self.limit else out
+
+
+def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    model = NaNAfter(calls=7)
+    with pytest.raises(
+        NonFiniteLossError, match=r"became nan at step 8 .*last good checkpoint: .*step_00005"
+    ):
+        _fit(tmp_path, model=model, checkpoint_every=5, max_steps=20)
+    assert (tmp_path / "checkpoints" / "step_00005" / "trainer_state.json").is_file()
+    assert not (tmp_path / "final").exists()
+    # the weights of the last good step are finite (the bad update was not applied)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_existing_run_dir_is_not_overwritten_and_resume_auto_without_state_starts_fresh(tmp_path):
+    _fit(tmp_path / "run", max_steps=3)
+    with pytest.raises(ValueError, match="already holds a run.*trainer.resume=auto"):
+        _fit(tmp_path / "run", max_steps=3)
+    trainer, _ = _fit(tmp_path / "fresh", max_steps=3, resume="auto")
+    assert trainer.step == 3
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        _fit(tmp_path / "other", max_steps=3, resume=str(tmp_path / "nowhere"))
+
+
+def test_checkpoints_are_pruned_and_resume_continues_to_more_steps(tmp_path):
+    _fit(tmp_path, max_steps=12, checkpoint_every=3, keep_checkpoints=2)
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["step_00009", "step_00012"]
+    state = json.loads((tmp_path / "checkpoints" / "step_00012" / "trainer_state.json").read_text())
+    # 12 steps x 8 samples = the whole 96-sample epoch (the next epoch starts at the next fetch)
+    assert (state["step"], state["epoch"], state["epoch_samples"]) == (12, 0, 96)
+    assert (tmp_path / "checkpoints" / "step_00012" / "model" / "model.safetensors").is_file()
+    trainer, _ = _fit(tmp_path, max_steps=15, checkpoint_every=3, resume="auto")
+    assert trainer.step == 15 and trainer.samples_seen == 15 * 8
+
+
+class KANNet(torch.nn.Module):
+    def __init__(self, basis="bspline"):
+        super().__init__()
+        self.kan = KANLinear(16, 3, basis=basis)
+
+    def forward(self, pixel_values):
+        return self.kan(pixel_values.flatten(1) * 4.0)  # inputs well beyond the initial [-1, 1] grid
+
+    def save_pretrained(self, directory):
+        from pathlib import Path
+
+        from safetensors.torch import save_file
+
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, f"{directory}/model.safetensors")
+
+
+def test_grid_updates_move_bspline_knots_onto_the_data_and_skip_other_bases(tmp_path):
+    model = KANNet()
+    k, g = model.kan.basis.spline_order, model.kan.basis.grid_size
+    _fit(tmp_path / "b", model=model, max_steps=6, grid_update_every=2, grid_update_until=4)
+    data = (
+        torch.stack([toy_data("classification").train[i]["pixel_values"] for i in range(96)]).flatten(1) * 4
+    )
+    lo, hi = model.kan.basis.grid[:, k], model.kan.basis.grid[:, k + g]
+    # the knots were placed on training batches: inside the data range, far beyond [-1, 1]
+    assert (lo >= data.min(0).values - 1e-5).all() and (hi <= data.max(0).values + 1e-5).all()
+    assert (hi - lo).mean() > 4.0
+    rbf = KANNet(basis="rbf")
+    centers = rbf.kan.basis.grid.clone()
+    _fit(tmp_path / "r", model=rbf, max_steps=4, grid_update_every=2)
+    torch.testing.assert_close(rbf.kan.basis.grid, centers)  # no B-spline layers: nothing updated
+
+
+def test_lm_run_saves_the_tokenizer_with_the_model(tmp_path):
+    saved = []
+
+    class Tok:
+        def save_pretrained(self, directory):
+            saved.append(directory)
+            (tmp_path / "marker").write_text(directory)
+
+    data = toy_data("lm")
+    data.info["tokenizer"] = Tok()
+    _fit(tmp_path / "run", task="lm", data=data, max_steps=3)
+    assert saved and saved[0].endswith(".tmp-final")  # written inside the staging dir, then renamed
+    assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
+
+
+def test_mixed_precision_resolution_and_bf16_on_cpu(tmp_path):
+    assert resolve_mixed_precision("auto", cpu=True) == "no"
+    assert resolve_mixed_precision("fp16", cpu=False) == "fp16"
+    trainer, _ = _fit(tmp_path, max_steps=4, mixed_precision="bf16", device="cpu")
+    assert json.loads((tmp_path / "train_summary.json").read_text())["mixed_precision"] == "bf16"
+    assert all(r["loss"] == r["loss"] for r in trainer.history if "loss" in r)
+
+
+def test_bad_trainer_settings_name_the_key():
+    with pytest.raises(ValueError, match="trainer.batch_size must be >= 1"):
+        TrainerConfig(batch_size=0)
+    with pytest.raises(
+        ValueError, match=r"unknown trainer setting\(s\): 'max_step' \(did you mean 'max_steps'\?\)"
+    ):
+        TrainerConfig.from_dict({"max_step": 3})
+
+
+def test_jsonl_truncate_after_drops_records_past_the_resume_step(tmp_path):
+    log = JsonlLogger(path=tmp_path / "m.jsonl")
+    for step in range(1, 6):
+        log.log({"loss": float(step)}, step=step)
+    log.finish()
+    with open(tmp_path / "m.jsonl", "a") as f:
+        f.write('{"step": 6, "lo')  # a line cut by a kill
+    log.truncate_after(3)
+    assert [r["step"] for r in read_jsonl(tmp_path / "m.jsonl")] == [1, 2, 3]
+
+
+def test_wandb_mode_is_offline_unless_configured(monkeypatch, tmp_path):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert _default_wandb_mode() == "offline"
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert _default_wandb_mode() == "online"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert _default_wandb_mode() == "disabled"
+
+
+def test_eval_is_exact_over_the_whole_validation_set(tmp_path):
+    trainer, _ = _fit(tmp_path, max_steps=2, eval_batch_size=7)
+    model = trainer.acc.unwrap_model(trainer.model).eval()
+    val = toy_data("classification").val
+    x = torch.stack([val[i]["pixel_values"] for i in range(len(val))])
+    y = torch.stack([val[i]["labels"] for i in range(len(val))])
+    with torch.no_grad():
+        acc = (model(x).argmax(-1) == y).float().mean().item()
+    final_eval = [r for r in trainer.history if "val_acc" in r][-1]
+    assert final_eval["step"] == 2 and final_eval["val_acc"] == pytest.approx(acc)
+
+
+def test_data_module_namespace_is_enough():
+    data = SimpleNamespace(task="classification", train=[], val=None, collate_fn=None, info={})
+    with pytest.raises(ValueError, match="fewer than one global batch"):
+        Trainer(
+            model=ToyClassifier(), data=data, config=TrainerConfig(run_dir="/tmp/x", progress=False)
+        ).fit()
