@@ -21,10 +21,11 @@ import functools
 from typing import Any
 
 import torch
+from timm.layers import trunc_normal_
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from kanzoo.layers import get_linear_layer
+from kanzoo.layers import KANLinear, get_linear_layer
 from kanzoo.models._base import KanzooConfig, KanzooModel, matched_width
 
 from ._registry import register_family, register_model
@@ -90,6 +91,22 @@ class KANMlp(nn.Module):
         self.drop2 = nn.Dropout(drop)
         if device is not None or dtype is not None:
             self.to(device=device, dtype=dtype)
+
+    def init_weights(self) -> None:
+        """ViT (timm) initialisation for GR-KAN layers: their weight plays the Linear weight's role.
+
+        timm's ViT init draws Linear weights from a truncated normal (std 0.02) with zero bias and
+        calls ``init_weights`` on other modules; a group-rational KAN layer ``W R(x) + b`` gets the
+        same, so KAN-ViT and its MLP twin start from the same weight distribution. B-spline layers
+        keep their own initialisation.
+        """
+        for fc in (self.fc1, self.fc2):
+            if isinstance(fc, KANLinear) and fc.base_weight is None and fc.num_features == 1:
+                trunc_normal_(fc.spline_weight, std=0.02)
+                if fc.spline_scaler is not None:
+                    nn.init.ones_(fc.spline_scaler)
+                if fc.bias is not None:
+                    nn.init.zeros_(fc.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.drop1(self.act(self.fc1(x)))

@@ -1,0 +1,192 @@
+"""Conv-KAN, KAN-UNet and KAN-ViT against independent references (plain torch, timm)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from timm.layers import Mlp
+from timm.models.vision_transformer import VisionTransformer
+from torch import nn
+
+import kanzoo.models as zoo
+from kanzoo.layers import KANConv2d, KANLinear, get_linear_layer
+from kanzoo.models.conv_kan import BasicBlock
+from kanzoo.models.kan_unet import KANUNet, TokenKANLayer
+from kanzoo.models.kan_vit import KANMlp
+
+
+def _randomize_bn(module: nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            nn.init.uniform_(m.weight, 0.5, 1.5)
+            nn.init.uniform_(m.bias, -0.2, 0.2)
+
+
+def _bn(x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
+    return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+
+
+# -- Conv-KAN -----------------------------------------------------------------------------------
+
+
+def test_basic_block_matches_functional_reference():
+    block = BasicBlock(nn.Conv2d, 4, 8, stride=2, act="relu").eval()
+    _randomize_bn(block)
+    x = torch.randn(2, 4, 10, 10)
+    c1, c2, sc = block.conv1.conv, block.conv2, block.shortcut[0]
+    h = F.relu(_bn(F.conv2d(x, c1.weight, stride=2, padding=1), block.conv1.bn))
+    h = _bn(F.conv2d(h, c2.weight, padding=1), block.bn2)
+    ref = F.relu(h + _bn(F.conv2d(x, sc.weight, stride=2), block.shortcut[1]))
+    with torch.no_grad():
+        assert torch.allclose(block(x), ref, atol=1e-5)
+
+
+def test_conv_kan_uses_kan_convolutions_everywhere_and_downsamples():
+    model = zoo.create_model("conv_kan_tiny", num_classes=5)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d | KANConv2d)]
+    assert convs and all(isinstance(m, KANConv2d) for m in convs)
+    feats = model.forward_features(torch.randn(2, 3, 32, 32))
+    assert feats.shape == (2, 4 * model.config.base_width, 8, 8)
+    assert model(torch.randn(2, 3, 20, 28)).shape == (2, 5)  # any size: global pooling
+    with pytest.raises(ValueError, match=r"expected pixel_values of shape \(B, 3, H, W\)"):
+        model(torch.randn(2, 1, 32, 32))
+
+
+def test_conv_kan_layer_options_reach_the_layers():
+    model = zoo.create_model("conv_kan_tiny", conv_layer="kan_rbf", layer_kwargs={"grid_size": 6})
+    conv = model.stem.conv
+    assert isinstance(conv, KANConv2d) and type(conv.basis).__name__.lower().startswith("rbf")
+    assert conv.basis.num_features == 6
+
+
+# -- KAN-UNet -----------------------------------------------------------------------------------
+
+
+def test_token_layer_matches_functional_reference():
+    layer = TokenKANLayer(6, 10, get_linear_layer("linear")).eval()
+    _randomize_bn(layer)
+    h, w = 4, 5
+    tokens = torch.randn(2, h * w, 6)
+
+    def mix(t, m):
+        b, n, c = t.shape
+        grid = t.transpose(1, 2).reshape(b, c, h, w)
+        y = F.conv2d(grid, m.conv.weight, m.conv.bias, padding=1, groups=c)
+        return F.relu(_bn(y, m.bn)).flatten(2).transpose(1, 2)
+
+    ref = mix(F.linear(tokens, layer.fc1.weight, layer.fc1.bias), layer.mix1)
+    ref = mix(F.linear(ref, layer.fc2.weight, layer.fc2.bias), layer.mix2)
+    ref = mix(F.linear(ref, layer.fc3.weight, layer.fc3.bias), layer.mix3)
+    with torch.no_grad():
+        assert torch.allclose(layer(tokens, (h, w)), ref, atol=1e-5)
+
+
+def test_depthwise_mixing_is_spatial():
+    """Token i's output depends on its 3x3 grid neighbours only (depthwise convs between the maps)."""
+    layer = TokenKANLayer(3, 3, get_linear_layer("linear")).eval()
+    h = w = 8
+    tokens = torch.randn(1, h * w, 3, requires_grad=True)
+    out = layer(tokens, (h, w))
+    out[0, 0].sum().backward()  # token (0, 0): three 3x3 convs reach rows/cols 0..3
+    touched = tokens.grad[0].abs().sum(-1).reshape(h, w) > 0
+    assert touched[:4, :4].any() and not touched[4:, :].any() and not touched[:, 4:].any()
+
+
+def test_unet_stride_error_names_stride_and_nearest_size():
+    model = zoo.create_model("kan_unet_tiny")
+    assert model.stride == 32
+    with pytest.raises(
+        ValueError, match=r"divisible by its network stride 32.*got 60x70.*Nearest valid size: 64x64"
+    ):
+        model(torch.randn(1, 3, 60, 70))
+    small = zoo.create_model("unet_tiny", conv_channels=[4, 8], token_dims=[8])
+    assert small.stride == 8
+    assert small(torch.randn(1, 3, 40, 24)).shape == (1, 1, 40, 24)
+    with pytest.raises(ValueError, match=r"stride 8.*got 38x42.*Nearest valid size: 40x40"):
+        small(torch.randn(1, 3, 38, 42))
+
+
+def test_unet_heads_channels_and_structure():
+    binary = zoo.create_model("kan_unet_tiny", in_chans=1)
+    assert binary(torch.randn(2, 1, 64, 64)).shape == (2, 1, 64, 64)
+    multi = zoo.create_model("kan_unet_tiny", num_classes=4)
+    assert multi(torch.randn(2, 3, 32, 32)).shape == (2, 4, 32, 32)
+    # U-KAN layout: plain convs in the conv stages, KAN only inside the token stages (encoder + decoder)
+    kan_paths = [n for n, m in multi.named_modules() if isinstance(m, KANLinear)]
+    assert kan_paths and all(p.startswith(("token_stages.", "decoder_tokens.")) for p in kan_paths)
+    assert len(multi.token_stages) == len(multi.decoder_tokens) == 2
+    assert not any(isinstance(m, KANConv2d) for m in multi.modules())
+    kan_convs = zoo.create_model("kan_unet_tiny", conv_layer="kan")
+    assert any(isinstance(m, KANConv2d) for m in kan_convs.modules())
+
+
+def test_unet_skip_connections_carry_fine_detail():
+    """Perturbing one input pixel changes the output near it more than far away (skips work)."""
+    torch.manual_seed(0)
+    model: KANUNet = zoo.create_model("unet_tiny").eval()
+    x = torch.randn(1, 3, 64, 64)
+    y = x.clone()
+    y[0, :, 5, 5] += 5.0
+    with torch.no_grad():
+        diff = (model(y) - model(x)).abs()[0, 0]
+    assert diff[3:8, 3:8].mean() > 3 * diff[40:, 40:].mean()
+
+
+# -- KAN-ViT ------------------------------------------------------------------------------------
+
+
+def test_vit_twin_is_timm_vit():
+    """vit_tiny has timm's parameter names: a timm VisionTransformer's weights load and agree exactly."""
+    torch.manual_seed(0)
+    ref = VisionTransformer(
+        img_size=32, patch_size=4, embed_dim=64, depth=4, num_heads=4, num_classes=10
+    ).eval()
+    twin = zoo.create_model("vit_tiny").eval()
+    twin.load_state_dict(ref.state_dict(), strict=True)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(twin(x), ref(x))
+
+
+def test_rational_kan_ffn_starts_as_the_gelu_mlp():
+    """KAT init: identity rational before fc1, GELU-fit rational before fc2, so copying an MLP's
+    weights gives (up to the rational fit of GELU) the MLP's output."""
+    torch.manual_seed(0)
+    mlp = Mlp(16, 64, act_layer=nn.GELU).eval()
+    kan = KANMlp(16, 64, layer="kan_rational").eval()
+    assert (
+        isinstance(kan.fc1, KANLinear) and kan.fc1.spline_scaler is None and isinstance(kan.act, nn.Identity)
+    )
+    with torch.no_grad():
+        kan.fc1.spline_weight.copy_(mlp.fc1.weight.unsqueeze(-1))
+        kan.fc1.bias.copy_(mlp.fc1.bias)
+        kan.fc2.spline_weight.copy_(mlp.fc2.weight.unsqueeze(-1))
+        kan.fc2.bias.copy_(mlp.fc2.bias)
+        x = torch.randn(8, 16)
+        ref, got = mlp(x), kan(x)
+    assert torch.allclose(got, ref, atol=2e-2 * ref.abs().max().item())
+    assert not torch.equal(got, ref)  # a fit, not the same function
+
+
+def test_vit_bspline_option_and_timm_features():
+    model = zoo.create_model("kan_vit_tiny", mlp_layer="kan", layer_kwargs={"grid_size": 4}, depth=2)
+    fc1 = model.blocks[0].mlp.fc1
+    assert isinstance(fc1, KANLinear) and fc1.basis.grid_size == 4 and fc1.base_activation == "silu"
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    pooled = zoo.create_model("kan_vit_tiny", global_pool="avg", dynamic_img_size=True, depth=1)
+    assert pooled(torch.randn(1, 3, 48, 40)).shape == (1, 10)
+    with pytest.raises(ValueError, match="multiple of patch_size"):
+        zoo.create_model("kan_vit_tiny", img_size=30)
+
+
+def test_matched_twin_follows_overrides():
+    kan = zoo.count_parameters(
+        zoo.create_model("conv_kan_tiny", num_classes=3, layer_kwargs={"grid_size": 8})
+    )
+    twin = zoo.create_model("cnn_tiny_matched", num_classes=3, layer_kwargs={"grid_size": 8})
+    assert twin.config.conv_layer == "conv" and twin.config.layer_kwargs == {}
+    assert abs(zoo.count_parameters(twin) - kan) <= 0.05 * kan
+    assert twin.config.base_width > zoo.create_model("cnn_tiny_matched", num_classes=3).config.base_width
