@@ -1,0 +1,13 @@
+"""Importers from other KAN implementations into :class:`kanzoo.layers.KANLinear`.
+
+* :func:`from_pykan`: a ``kan.KANLayer`` object of the pykan package (``pip install pykan``).
+* :func:`from_efficient_kan`: the ``state_dict`` of an efficient-kan ``KANLinear``.
+
+Both return a ``KANLinear`` that computes the same outputs, including its knots (uniform or not,
+per input) and the spline's zero value beyond the outermost knots.
+"""
+
+from .efficient_kan import from_efficient_kan
+from .pykan import from_pykan
+
+__all__ = ["from_efficient_kan", "from_pykan"]
