@@ -24,7 +24,16 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["BENCHMARKS", "BenchmarkSpec", "benchmark_ids", "check_benchmark", "data_root", "get_benchmark"]
+__all__ = [
+    "BENCHMARKS",
+    "BenchmarkSpec",
+    "benchmark_ids",
+    "benchmark_splits",
+    "build_benchmark",
+    "check_benchmark",
+    "data_root",
+    "get_benchmark",
+]
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,7 @@ class BenchmarkSpec:
     split: str
     example_id: str
     notes: tuple[str, ...] = field(default_factory=tuple)
+    mask_threshold: int | None = None
 
 
 _UKAN_SPLIT = "80/20 split of the sorted ids, sklearn train_test_split(random_state=2981) as U-KAN"
@@ -91,6 +101,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
             + _UKAN_SPLIT,
             example_id="train_1",
             notes=("Annotations are gland instances: any value > 0 is foreground.",),
+            mask_threshold=0,
         ),
         BenchmarkSpec(
             name="cvc_clinicdb",
@@ -117,6 +128,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
             split=_UKAN_SPLIT,
             example_id="cju0qkwl35piu0993l0dewei2",
             notes=("Masks are JPEG: they are binarized at > 127 to undo compression noise.",),
+            mask_threshold=127,
         ),
         BenchmarkSpec(
             name="isic2018",
@@ -127,9 +139,8 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
             image_size=256,
             num_images=2594,
             source="https://challenge.isic-archive.com/data/#2018",
-            split="official: training set split "
-            + _UKAN_SPLIT.split(" of", 1)[0]
-            + " (train/val); the official test set when given as images_test/ + masks_test/0/",
+            split="80/20 of the official training set (sorted ids, train_test_split(random_state=2981)) "
+            "for train/val; the official test set when given as images_test/ + masks_test/0/",
             example_id="ISIC_0000000",
         ),
     )
@@ -199,5 +210,116 @@ def check_benchmark(
 ) -> tuple[BenchmarkSpec, Path, list[str]]:
     """Validate a benchmark folder: returns ``(spec, folder, ids)`` or raises a setup error."""
     spec = get_benchmark(name)
-    folder = data_root(root) / spec.dirname
+    folder = (data_root(root) / spec.dirname).absolute()
     return spec, folder, benchmark_ids(spec, folder)
+
+
+_GLAS_PREFIXES = ("train_", "testA_", "testB_")
+
+
+def benchmark_splits(
+    spec: BenchmarkSpec, folder: Path, ids: list[str], *, seed: int = 2981, protocol: str = "per_image"
+) -> dict[str, list[str]]:
+    """The standard split of a benchmark as id lists in loader order (``train``, ``val``, maybe ``test``).
+
+    ``protocol="ukan"`` always uses U-KAN's 80/20 split (val = what U-KAN reports); otherwise GlaS
+    uses its official split when the ids carry the official prefixes.
+    """
+    from kanzoo.eval.ukan import ukan_split
+
+    if protocol != "ukan" and spec.name == "glas" and all(i.startswith(_GLAS_PREFIXES) for i in ids):
+        train = [i for i in ids if i.startswith("train_")]
+        test = [i for i in ids if not i.startswith("train_")]
+        # the official release has no validation set: report on the official test set for val and test
+        return {"train": train, "val": test, "test": test}
+    train, val = ukan_split(ids, seed=seed, test_size=0.2)
+    return {"train": train, "val": val}
+
+
+def build_benchmark(
+    name: str,
+    *,
+    root: str | os.PathLike | None = None,
+    protocol: str = "per_image",
+    image_size: int | None = None,
+    seed: int = 2981,
+    in_chans: int = 3,
+    augment: bool = True,
+    mean: tuple[float, ...] | list[float] | None = None,
+    std: tuple[float, ...] | list[float] | None = None,
+):
+    """Build a benchmark's DataModule after checking its folder (errors say where files go).
+
+    Args:
+        name: ``busi``, ``glas``, ``cvc_clinicdb``, ``kvasir_seg`` or ``isic2018``.
+        root: the folder holding the benchmark folders (default ``$KANZOO_DATA`` or ``./inputs``).
+        protocol: ``"per_image"`` or ``"ukan"`` (the split, see :func:`benchmark_splits`).
+        image_size: model input size (default: the benchmark's usual size, e.g. 256; GlaS 512).
+        seed: split seed (2981 = U-KAN's default ``--dataseed``).
+        in_chans: image channels.
+        augment: flips/rotations on the train split.
+        mean: normalization mean (default ImageNet's, as U-KAN).
+        std: normalization std (default ImageNet's).
+    """
+    from kanzoo.data import DataModule
+    from kanzoo.data.base import IMAGENET_MEAN, IMAGENET_STD
+    from kanzoo.data.segmentation import SegmentationFolder
+
+    spec, folder, ids = check_benchmark(name, root)
+    splits = benchmark_splits(spec, folder, ids, seed=seed, protocol=protocol)
+    test_dir = folder / "images_test"
+    size = int(image_size or spec.image_size)
+    mean = tuple(mean) if mean is not None else IMAGENET_MEAN
+    std = tuple(std) if std is not None else IMAGENET_STD
+    if protocol == "ukan" and (tuple(mean) != IMAGENET_MEAN or tuple(std) != IMAGENET_STD):
+        raise ValueError("protocol=ukan uses ImageNet normalization; do not override mean/std")
+    common = dict(layout="ukan", image_size=size, in_chans=in_chans, mask_mode="binary",
+                  mask_threshold=spec.mask_threshold, mean=mean, std=std)  # fmt: skip
+
+    def part(ids_: list[str], *, aug: bool = False, image_dir: str = "images", mask_dir: str = "masks"):
+        return SegmentationFolder(
+            root=folder, ids=ids_, augment=aug, image_dir=image_dir, mask_dir=mask_dir, **common
+        )
+
+    train = part(splits["train"], aug=augment)
+    val = part(splits["val"])
+    test = part(splits["test"]) if "test" in splits else None
+    if test is None and test_dir.is_dir():
+        test_ids = benchmark_ids(spec, folder, images="images_test", masks="masks_test")
+        test = part(test_ids, image_dir="images_test", mask_dir="masks_test")
+    return DataModule(
+        task="segmentation",
+        train=train,
+        val=val,
+        test=test,
+        info={
+            "name": spec.name,
+            "num_classes": 2,
+            "in_chans": in_chans,
+            "image_size": size,
+            "mean": mean,
+            "std": std,
+            "layout": "ukan",
+            "split": spec.split if protocol != "ukan" else "U-KAN: " + _UKAN_SPLIT,
+            "seed": seed,
+            "source": str(folder),
+        },
+    )
+
+
+def _register() -> None:
+    from kanzoo.data import list_datasets, register_dataset
+
+    known = set(list_datasets())
+    for key, spec in BENCHMARKS.items():
+        if key in known:
+            continue
+
+        def builder(_key: str = key, **kwargs):
+            return build_benchmark(_key, **kwargs)
+
+        builder.__doc__ = f"{spec.title} benchmark in the U-KAN layout (see kanzoo.eval.benchmarks)"
+        register_dataset(key, f"{spec.title} (U-KAN layout under $KANZOO_DATA or ./inputs)")(builder)
+
+
+_register()

@@ -154,6 +154,13 @@ def render_report(
     return "\n".join(lines).rstrip() + "\n"
 
 
+_PALETTE = np.array(
+    [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
+     [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212]],
+    dtype=np.float64,
+) / 255.0  # fmt: skip
+
+
 def save_overlay(
     image: np.ndarray,
     target: np.ndarray,
@@ -162,43 +169,50 @@ def save_overlay(
     *,
     title: str = "",
     num_classes: int = 2,
+    min_height: int = 160,
 ) -> None:
-    """Save ``image | ground truth | prediction`` side by side (masks tinted over the image).
+    """Save ``image | ground truth | prediction`` side by side as a PNG (masks tinted over the image).
 
     Args:
         image: ``(H, W, 3)`` or ``(H, W)`` floats in [0, 1].
         target: ``(H, W)`` integer labels.
         pred: ``(H, W)`` integer labels.
         path: PNG file to write.
-        title: caption (e.g. the image id and its IoU).
-        num_classes: number of classes (for the colour map).
+        title: caption drawn above the panels (e.g. the image id and its IoU).
+        num_classes: number of classes (class c >= 1 gets palette colour c - 1).
+        min_height: small images are enlarged (nearest neighbour) to at least this height.
     """
-    import matplotlib
+    from PIL import Image, ImageDraw
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    img = np.clip(image, 0, 1)
+    img = np.clip(np.asarray(image, dtype=np.float64), 0, 1)
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=-1)
-    cmap = plt.get_cmap("tab10")
 
     def tint(mask: np.ndarray) -> np.ndarray:
         out = img.copy()
         for c in range(1, num_classes):
             sel = mask == c
             if sel.any():
-                out[sel] = 0.45 * out[sel] + 0.55 * np.asarray(cmap((c - 1) % 10)[:3])
+                out[sel] = 0.45 * out[sel] + 0.55 * _PALETTE[(c - 1) % len(_PALETTE)]
         return out
 
     h, w = img.shape[:2]
-    fig, axes = plt.subplots(1, 3, figsize=(9, 3.2 * h / max(w, 1) + 0.4))
-    for ax, pic, name in zip(axes, (img, tint(target), tint(pred)), ("image", "ground truth", "prediction")):
-        ax.imshow(pic, interpolation="nearest")
-        ax.set_title(name, fontsize=9)
-        ax.axis("off")
+    gap = 4
+    panels = [img, tint(np.asarray(target)), tint(np.asarray(pred))]
+    strip = np.ones((h, 3 * w + 2 * gap, 3))
+    for k, pnl in enumerate(panels):
+        strip[:, k * (w + gap) : k * (w + gap) + w] = pnl
+    pic = Image.fromarray((strip * 255).round().astype(np.uint8))
+    scale = max(1, -(-min_height // h))
+    if scale > 1:
+        pic = pic.resize((pic.width * scale, pic.height * scale), Image.NEAREST)
+    head = 30
+    canvas = Image.new("RGB", (pic.width, pic.height + head), "white")
+    canvas.paste(pic, (0, head))
+    draw = ImageDraw.Draw(canvas)
+    panel_w = (pic.width - 2 * gap * scale) // 3
+    for k, name in enumerate(("image", "ground truth", "prediction")):
+        draw.text((k * (panel_w + gap * scale) + 2, 16), name, fill="black")
     if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+        draw.text((2, 2), title, fill="black")
+    canvas.save(path)
