@@ -30,7 +30,7 @@ from kanzoo.interpret.library import (
     suggest_symbolic,
 )
 from kanzoo.interpret.network import KANNetwork, count_parameters, kan_stack, kan_widths, stack_inputs
-from kanzoo.interpret.prune import PruneReport, prune, slice_kan_linear
+from kanzoo.interpret.prune import PruneReport, neuron_importance, prune, slice_kan_linear
 from kanzoo.interpret.symbolic import (
     SymbolicKANLinear,
     auto_symbolic,
@@ -65,6 +65,7 @@ __all__ = [
     "kan_stack",
     "kan_widths",
     "make_symbolic",
+    "neuron_importance",
     "prune",
     "register_symbolic",
     "select_fit",

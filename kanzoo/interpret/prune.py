@@ -133,6 +133,26 @@ def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
 
 
 @torch.no_grad()
+def neuron_importance(
+    model: nn.Module, x: Any, *, pairs: list[tuple[str, str]] | None = None, max_samples: int = 8192
+) -> dict[str, tuple[Tensor, Tensor]]:
+    """Scores of the hidden neurons between chained KANLinear layers (see :func:`prune`).
+
+    Returns:
+        ``{"a->b": (in_score, out_score)}``: for each hidden neuron ``h`` the strongest mean |φ| of
+        an edge into it (from layer ``a``) and out of it (into layer ``b``).
+    """
+    modules = {n: m for n, m in model.named_modules() if is_kan_linear(m)}
+    chains = _chains(model, pairs)
+    used = {n for pair in chains for n in pair}
+    inputs = capture_inputs(
+        {n: modules[n] for n in used}, lambda: call_model(model, x), max_samples=max_samples
+    )
+    scores = {n: edge_set(modules[n]).mean_abs(inputs[n]) for n in used}
+    return {f"{a}->{b}": (scores[a].amax(dim=1), scores[b].amax(dim=0)) for a, b in chains}
+
+
+@torch.no_grad()
 def prune(
     model: nn.Module,
     threshold: float,

@@ -6,7 +6,15 @@ import pytest
 import torch
 from torch import nn
 
-from kanzoo.interpret import KANNetwork, count_parameters, edge_set, prune, slice_kan_linear
+from kanzoo.interpret import (
+    KANNetwork,
+    count_parameters,
+    edge_importance,
+    edge_set,
+    neuron_importance,
+    prune,
+    slice_kan_linear,
+)
 from kanzoo.layers import KANLinear
 
 
@@ -39,6 +47,9 @@ def test_dead_neuron_is_removed_and_its_constant_folded_exactly():
         net[0].bias[2] = 0.7
     x = torch.rand(300, 3) * 2 - 1
     before = net(x)
+    ((s_in, s_out),) = neuron_importance(net, x).values()
+    assert float(s_in[2]) == 0 and bool((s_in[[0, 1, 3]] > 0).all())
+    torch.testing.assert_close(s_out, edge_importance(net[1], net[0](x)).amax(0))
     report = prune(net, 1e-9, x)
     assert report.removed_neurons == {"0->1": [2]}
     assert net.widths == [3, 3, 2]
