@@ -1,7 +1,8 @@
 """Every registered model, parametrized over list_models(): a new model is tested for free.
 
-Inputs are tiny (batch 2, 32x32 images, 8 tokens) and the ImageNet-shaped variants are shrunk
-(img_size=32, depth=2) so the whole file runs in well under two minutes on 2 cores.
+Inputs are tiny (batch 2, 32x32 images, 8 tokens). The default sizes (tiny/nano and their twins)
+run by default; larger sizes are marked slow (``pytest -m slow``), with the ImageNet-shaped
+variants shrunk (img_size=32, depth=2).
 """
 
 from __future__ import annotations
@@ -15,9 +16,19 @@ from torch import nn
 import kanzoo.models as zoo
 from kanzoo.layers import KANConvNd, KANLinear
 
-ALL = zoo.list_models()
-KAN_WITH_TWIN = [n for n in ALL if zoo.model_info(n)["twin"] is not None]
-MATCHED = [n for n in ALL if zoo.model_info(n)["matched"]]
+
+def _heavy(name: str) -> bool:
+    """Sizes above the CPU-trainable defaults (tiny/nano) run only with ``-m slow``."""
+    return any(tag in name for tag in ("_small", "_mini", "_base", "_large", "_224"))
+
+
+def _params(names: list[str]) -> list:
+    return [pytest.param(n, marks=pytest.mark.slow) if _heavy(n) else n for n in names]
+
+
+ALL = _params(zoo.list_models())
+KAN_WITH_TWIN = _params([n for n in zoo.list_models() if zoo.model_info(n)["twin"] is not None])
+MATCHED = _params([n for n in zoo.list_models() if zoo.model_info(n)["matched"]])
 
 _ACTIVATIONS = (nn.GELU, nn.ReLU, nn.SiLU, nn.Tanh, nn.Identity)
 

@@ -29,7 +29,9 @@ def test_expected_names_are_registered():
     assert type(timm.create_model("vit_tiny_patch16_224", pretrained=False)).__module__.startswith("timm.")
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if "small" in n or "224" in n else n for n in NAMES]
+)
 def test_timm_create_model(name):
     model = timm.create_model(name, num_classes=10, **_small(name))
     assert isinstance(model, zoo.KanzooModel)
