@@ -41,7 +41,7 @@ def resolve_mixed_precision(setting: str, *, cpu: bool) -> str:
 
 def _release_accelerator_state() -> None:
     """Forget accelerate's process-wide precision/device choice (keeping the process group), so
-    a later run in the same process may pick other settings."""
+    a run may pick other settings than an earlier run in the same process."""
     from accelerate.state import AcceleratorState, GradientState
 
     for state in (AcceleratorState, GradientState):
@@ -106,6 +106,7 @@ class Trainer:
         if cfg.device in ("gpu", "cuda") and not has_cuda:
             raise ValueError("trainer.device=gpu but no CUDA device is visible; use trainer.device=cpu")
         cpu = cfg.device == "cpu" or not has_cuda
+        _release_accelerator_state()
         return Accelerator(cpu=cpu, mixed_precision=resolve_mixed_precision(cfg.mixed_precision, cpu=cpu))
 
     def _train_loader(self, epoch: int, start: int) -> DataLoader:
@@ -390,9 +391,6 @@ class Trainer:
             ):
                 self._save_checkpoint()
             final = self._save_final(metrics)
-        except BaseException:
-            _release_accelerator_state()
-            raise
         finally:
             self.bar.close()
             self.bar = None
@@ -401,7 +399,6 @@ class Trainer:
                     logger.finish()
         acc.wait_for_everyone()
         acc.end_training()
-        _release_accelerator_state()
         self._print(f"Final checkpoint: {final}")
         return final
 

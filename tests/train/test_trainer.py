@@ -167,7 +167,7 @@ def test_mixed_precision_resolution_and_bf16_on_cpu(tmp_path):
     assert resolve_mixed_precision("auto", cpu=True) == "no"
     assert resolve_mixed_precision("fp16", cpu=False) == "fp16"
     trainer, _ = _fit(tmp_path, max_steps=4, mixed_precision="bf16", device="cpu")
-    assert json.loads((tmp_path / "train_summary.json").read_text())["mixed_precision"] == "bf16"
+    assert trainer.acc.mixed_precision == "bf16"
     assert all(r["loss"] == r["loss"] for r in trainer.history if "loss" in r)
 
 

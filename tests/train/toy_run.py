@@ -59,9 +59,16 @@ def main(argv=None):
         loggers=build_loggers({"jsonl": None}, run_dir=args.run_dir),
         name=f"toy_{args.task}",
     )
+    # The process group as torch sees it (accelerate's end_training tears it down after fit).
+    import torch.distributed as dist
+    from accelerate import PartialState
+
+    PartialState(cpu=args.device == "cpu")
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    rank = dist.get_rank() if dist.is_initialized() else 0
     trainer.fit()
-    if trainer.acc.is_main_process:
-        info = {"world_size": trainer.acc.num_processes, "env_world_size": os.environ.get("WORLD_SIZE")}
+    if rank == 0:
+        info = {"world_size": world, "env_world_size": os.environ.get("WORLD_SIZE")}
         Path(args.run_dir, "world.json").write_text(json.dumps(info))
 
 
