@@ -35,7 +35,7 @@ HEADLINE = {
     "classification": ("top1", "top5", "balanced_accuracy"),
     "lm": ("nll", "perplexity", "bits_per_byte"),
 }
-COMMON = ("params", "samples_per_s", "num_samples")
+COMMON = ("params", "samples_per_s", "tokens_per_s", "num_samples")
 
 
 @contextlib.contextmanager
@@ -144,7 +144,12 @@ def render_report(
             "follow the U-KAN paper's protocol (IoU pooled per batch of 8, Dice = 2·IoU/(1+IoU)).",
             "",
         ]
-    elif task == "lm":
+    lines += [
+        "`params` counts every parameter once; `samples_per_s` (`tokens_per_s` for LMs) is forward-only "
+        "throughput on the evaluation device after one untimed warm-up batch, data loading excluded.",
+        "",
+    ]
+    if task == "lm":
         lines += [
             "NLL in nats per predicted token; perplexity = exp(NLL); bits per byte over UTF-8 bytes.",
             "",

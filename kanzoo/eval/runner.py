@@ -129,6 +129,10 @@ def default_data(checkpoint: Any) -> Any:
     if isinstance(checkpoint, nn.Module):
         return None
     path = Path(str(checkpoint)).expanduser()
+    if not path.is_dir():
+        from kanzoo.models import pretrained_dir
+
+        path = pretrained_dir() / str(checkpoint)  # a shipped checkpoint name
     for candidate in (path / "train_summary.json", path.parent / "train_summary.json"):
         if not candidate.is_file():
             continue

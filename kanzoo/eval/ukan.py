@@ -19,6 +19,11 @@ What U-KAN's ``train.py``/``val.py`` do (read from its public code, re-implement
   across the images of a batch. It is a batch statistic, not a per-image boundary distance; it is
   reproduced here only as ``hd95_ukan`` for comparison with published tables.
 
+Inputs: U-KAN's own loader reads images with OpenCV (BGR channel order) and divides the
+ImageNet-normalized image by 255 once more; kanzoo feeds every checkpoint the RGB, ImageNet-
+normalized inputs it was trained on. The protocol's comparability comes from the split, the
+threshold and the pooled scoring, which are reproduced exactly.
+
 Differences with our default protocol are deliberate: the default scores each image at its
 original resolution and weighs every image equally.
 """
