@@ -29,6 +29,9 @@ __all__ = ["KanifySummary", "kanify"]
 logger = logging.getLogger(__name__)
 
 _CONV_TYPES: dict[type[nn.Module], int] = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}
+# Modules that use their children's weight tensors directly (fused attention / encoder fast
+# paths) instead of calling them: their linear children cannot be replaced.
+_WEIGHT_READERS = (nn.MultiheadAttention, nn.TransformerEncoderLayer)
 
 
 @dataclass
@@ -174,9 +177,10 @@ def kanify(
     Swapped types: ``nn.Linear`` -> ``KANLinear``; ``nn.Conv1d/2d/3d`` -> ``KANConv1d/2d/3d``
     (same kernel size, stride, padding, dilation, groups, padding mode); transformers' ``Conv1D``
     (GPT-2 style, weight stored as ``(in, out)``) -> ``KANLinear``. Subclasses that override
-    ``forward`` (weight-standardized convs, quantized or LoRA layers ...) and the projections of
-    ``nn.MultiheadAttention`` (which reads their weights directly) are left alone and listed in
-    the summary. Modules inside existing KAN layers are never touched.
+    ``forward`` (weight-standardized convs, quantized or LoRA layers ...) and the linear children
+    of ``nn.MultiheadAttention`` / ``nn.TransformerEncoderLayer`` (whose fused paths read the
+    weights directly) are left alone and listed in the summary. Modules inside existing KAN
+    layers are never touched.
 
     Args:
         model: Any ``nn.Module``; modified in place.
@@ -219,12 +223,12 @@ def kanify(
     parents: dict[int, list[tuple[nn.Module, str]]] = {}
     modules: dict[int, nn.Module] = {}
     kan_prefixes: list[str] = []
-    mha_children: set[int] = set()
+    reader_children: dict[int, nn.Module] = {}
     for name, module in model.named_modules(remove_duplicate=False):
         if isinstance(module, kan_types):
             kan_prefixes.append(name + ".")
-        if isinstance(module, nn.MultiheadAttention):
-            mha_children.update(id(c) for c in module.children())
+        if isinstance(module, _WEIGHT_READERS):
+            reader_children.update({id(c): module for c in module.children()})
         names.setdefault(id(module), []).append(name)
         modules[id(module)] = module
         for child_name, child in module._modules.items():
@@ -252,8 +256,10 @@ def kanify(
         picked = include_p is None or any(_matches(n, include_p) for n in module_names)
         if not picked or any(_matches(n, exclude_p) for n in module_names):
             continue
-        if mid in mha_children:
-            reason = "nn.MultiheadAttention reads its projection weights directly"
+        if mid in reader_children:
+            reason = (
+                "its parent (nn.MultiheadAttention / nn.TransformerEncoderLayer) reads its weight directly"
+            )
             kind = None
         if kind is None:
             summary.skipped[name] = reason
