@@ -220,3 +220,19 @@ def test_data_module_namespace_is_enough():
         Trainer(
             model=ToyClassifier(), data=data, config=TrainerConfig(run_dir="/tmp/x", progress=False)
         ).fit()
+
+
+@pytest.mark.slow  # wandb starts its service process: ~10-40 s here
+def test_wandb_logger_runs_offline_without_a_key(monkeypatch, tmp_path):
+    from kanzoo.train import WandbLogger
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "cfg"))
+    logger = WandbLogger(run_dir=str(tmp_path / "run"))
+    assert logger.mode == "offline"
+    logger.log_config({"lr": 1e-3})
+    logger.log({"loss": 1.5}, step=1)
+    logger.finish()
+    assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
