@@ -64,7 +64,7 @@ def plot_network(
     inputs = stack_inputs(layers, x)
     n_rows = len(widths)
     max_edges = max(a * b for a, b in zip(widths[:-1], widths[1:]))
-    fig_w = max(4.0, 0.55 * max(max_edges, max(widths)))
+    fig_w = max(5.0, 0.55 * max(max_edges, max(widths)))
     fig = Figure(figsize=(fig_w, 2.4 * (n_rows - 1) + 0.8))
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(0, 1)
@@ -99,7 +99,7 @@ def plot_network(
         score = phi_data.abs().mean(0)
         alpha = (score / score.max().clamp_min(1e-12)).clamp(0.04, 1.0)
         n_e = d_in * d_out
-        box_w = min(0.08, 0.9 / n_e * 0.8)
+        box_w = min(0.14, 0.72 / n_e)
         box_xs = (np.arange(n_e) + 0.5) / n_e * 0.9 + 0.05
         for k, (i, j) in enumerate((i, j) for i in range(d_in) for j in range(d_out)):
             e = j * d_in + i
@@ -115,7 +115,7 @@ def plot_network(
             for spine in inset.spines.values():
                 spine.set_alpha(a)
             if e in symbolic:
-                inset.set_title(symbolic[e], fontsize=6, color="C3", pad=1)
+                inset.set_title(symbolic[e], fontsize=7, color="C3", pad=2)
         for xs_row, y in ((xs_in, y0), (xs_out, y1)):
             ax.scatter(xs_row, np.full_like(xs_row, y), s=30, color="k", zorder=3)
     for names, xs_row, y, va in (
