@@ -50,13 +50,29 @@ class Basis(nn.Module):
     def _apply(self, fn, recurse=True):
         # Knots and other constants stay in float32 when the module is cast to half precision:
         # the basis is evaluated in float32 anyway, and bf16 knots would not even be uniform.
+        # Buffers registered with ``register_exact_buffer`` that still hold their initial value
+        # are restored exactly (not from a float32 rounding) when cast to float64.
         before = {name: buf for name, buf in self._buffers.items() if buf is not None}
         out = super()._apply(fn, recurse)
+        exact = self.__dict__.get("_exact_buffers", {})
         for name, old in before.items():
             new = self._buffers[name]
-            if old.is_floating_point() and new.dtype in (torch.float16, torch.bfloat16):
+            if not old.is_floating_point():
+                continue
+            if new.dtype in (torch.float16, torch.bfloat16):
                 self._buffers[name] = old.to(device=new.device, dtype=torch.float32)
+            elif new.dtype == torch.float64 and old.dtype != torch.float64 and name in exact:
+                ref = exact[name]
+                if old.shape == ref.shape and torch.equal(old.cpu(), ref.to(old.dtype)):
+                    self._buffers[name] = ref.to(new.device)
         return out
+
+    def register_exact_buffer(self, name: str, value: torch.Tensor, persistent: bool = True) -> None:
+        """Register a float32 buffer from a float64 ``value`` that ``.double()`` restores exactly."""
+        if "_exact_buffers" not in self.__dict__:
+            self._exact_buffers = {}
+        self._exact_buffers[name] = value.detach().to(torch.float64).cpu().contiguous()
+        self.register_buffer(name, value.to(torch.float32).contiguous(), persistent=persistent)
 
     def functional(self) -> BasisFunctional | None:
         """Return ``(phi_fn, phi_and_dphi_fn, args)`` or ``None`` when not available.

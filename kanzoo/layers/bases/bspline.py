@@ -154,7 +154,7 @@ class BSplineBasis(Basis):
         k, g = self.spline_order, self.grid_size
         h = (hi - lo) / g
         knots = lo + h * torch.arange(-k, g + k + 1, dtype=torch.float64)
-        self.register_buffer("grid", knots.expand(self.in_features, -1).to(torch.float32).contiguous())
+        self.register_exact_buffer("grid", knots.expand(self.in_features, -1))
         self._uniform_key: tuple | None = None
         self._uniform = True
 

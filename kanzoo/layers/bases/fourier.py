@@ -45,7 +45,7 @@ class FourierBasis(Basis):
         self.period = float(period)
         self.num_features = 2 * self.num_frequencies
         k = torch.arange(1, self.num_frequencies + 1, dtype=torch.float64)
-        self.register_buffer("freqs", (k * (2 * torch.pi / self.period)).to(torch.float32))
+        self.register_exact_buffer("freqs", k * (2 * torch.pi / self.period))
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, num_frequencies={self.num_frequencies}, period={self.period}"

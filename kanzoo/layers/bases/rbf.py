@@ -60,8 +60,8 @@ class RBFBasis(Basis):
         if not w > 0:
             raise ValueError(f"width must be > 0, got {width!r}")
         centers = torch.linspace(lo, hi, self.grid_size, dtype=torch.float64)
-        self.register_buffer("grid", centers.expand(self.in_features, -1).to(torch.float32).contiguous())
-        self.register_buffer("inv_width", torch.tensor(1.0 / w, dtype=torch.float32))
+        self.register_exact_buffer("grid", centers.expand(self.in_features, -1))
+        self.register_exact_buffer("inv_width", torch.tensor(1.0 / w, dtype=torch.float64))
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, grid_size={self.grid_size}, grid_range={self.grid_range}"
