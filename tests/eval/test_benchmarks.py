@@ -71,3 +71,21 @@ def test_resolution_train_scores_resized_masks(tmp_path):
     ref = np.mean([dm.val[i]["mask"].float().mean().item() for i in range(len(dm.val))])
     assert r["results"][0]["metrics"]["iou"] == pytest.approx(ref)
     assert r["resolution"] == "train" and r["hd95_convention"] == "max"
+
+
+def test_train_config_with_benchmark_data_builds_model_and_data(tmp_path):
+    """data=busi composes with configs/train.yaml and sizes a KAN-UNet from the benchmark."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from kanzoo.train.build import build_model_and_data
+
+    make_ukan_folder(tmp_path / "inputs", n=5)
+    overrides = ["model=kan_unet", "data=busi", f"data.root={tmp_path / 'inputs'}", "data.image_size=32",
+                 "trainer=smoke"]  # fmt: skip
+    with initialize_config_dir(config_dir=str(CONFIGS.parent), version_base="1.3"):
+        cfg = OmegaConf.to_container(compose(config_name="train", overrides=overrides), resolve=True)
+    name, model, dm = build_model_and_data(cfg)
+    assert dm.info["name"] == "busi" and len(dm.train) == 4 and len(dm.val) == 1
+    out = model.eval()(dm.val[0]["pixel_values"][None])
+    assert out.shape == (1, 1, 32, 32)
