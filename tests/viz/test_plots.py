@@ -84,3 +84,12 @@ def test_plot_network_insets_opacity_and_symbolic_edges(tmp_path):
         plot_network(KANNetwork(widths=[30, 2]))
     with pytest.raises(ValueError, match="small KAN"):
         plot_network(torch.nn.Sequential(torch.nn.Linear(2, 2)))
+
+
+@pytest.mark.parametrize("basis", ["rbf", "chebyshev", "fourier", "rational"])
+def test_plot_edges_every_basis(basis):
+    layer = KANLinear(2, 3, basis=basis)
+    fig = plot_edges(layer, torch.randn(40, 2), max_edges=4)
+    axes = _visible(fig)
+    assert len(axes) == 4
+    assert all(len(ax.lines[0].get_xdata()) == 200 for ax in axes)
