@@ -5,14 +5,17 @@ The metrics are pure functions (:func:`segmentation_scores`, :func:`classificati
 writes ``metrics.json``, ``report.md`` and pictures. ``evaluate.py`` is its Hydra front end.
 """
 
+from kanzoo.eval import benchmarks  # noqa: F401  (registers busi, glas, ... with kanzoo.data)
 from kanzoo.eval.classification import classification_scores, plot_confusion_matrix
 from kanzoo.eval.lm import LMScoreAccumulator, lm_scores, token_nll_sum
+from kanzoo.eval.runner import evaluate
 from kanzoo.eval.segmentation import hd95, logits_to_labels, segmentation_scores
 from kanzoo.eval.ukan import ukan_scores, ukan_split
 
 __all__ = [
     "LMScoreAccumulator",
     "classification_scores",
+    "evaluate",
     "hd95",
     "lm_scores",
     "logits_to_labels",
