@@ -386,6 +386,7 @@ class Trainer:
             if metrics:
                 self._log(metrics)
                 self._print(f"final ({self.step} steps): " + _fmt(metrics))
+                self._maybe_save_best(metrics)
             if cfg.checkpoint_every and (
                 self.last_checkpoint is None or self.last_checkpoint.name != ckpt.checkpoint_name(self.step)
             ):
