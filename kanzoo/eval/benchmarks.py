@@ -65,6 +65,7 @@ class BenchmarkSpec:
     example_id: str
     notes: tuple[str, ...] = field(default_factory=tuple)
     mask_threshold: int | None = None
+    binary_masks: bool = True
 
 
 _UKAN_SPLIT = "80/20 split of the sorted ids, sklearn train_test_split(random_state=2981) as U-KAN"
@@ -102,6 +103,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
             example_id="train_1",
             notes=("Annotations are gland instances: any value > 0 is foreground.",),
             mask_threshold=0,
+            binary_masks=False,
         ),
         BenchmarkSpec(
             name="cvc_clinicdb",
@@ -129,6 +131,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
             example_id="cju0qkwl35piu0993l0dewei2",
             notes=("Masks are JPEG: they are binarized at > 127 to undo compression noise.",),
             mask_threshold=127,
+            binary_masks=False,
         ),
         BenchmarkSpec(
             name="isic2018",
@@ -263,7 +266,6 @@ def build_benchmark(
     """
     from kanzoo.data import DataModule
     from kanzoo.data.base import IMAGENET_MEAN, IMAGENET_STD
-    from kanzoo.data.segmentation import SegmentationFolder
 
     spec, folder, ids = check_benchmark(name, root)
     splits = benchmark_splits(spec, folder, ids, seed=seed, protocol=protocol)
@@ -276,9 +278,11 @@ def build_benchmark(
     common = dict(layout="ukan", image_size=size, in_chans=in_chans, mask_mode="binary",
                   mask_threshold=spec.mask_threshold, mean=mean, std=std)  # fmt: skip
 
+    folder_cls = _benchmark_folder()
+
     def part(ids_: list[str], *, aug: bool = False, image_dir: str = "images", mask_dir: str = "masks"):
-        return SegmentationFolder(
-            root=folder, ids=ids_, augment=aug, image_dir=image_dir, mask_dir=mask_dir, **common
+        return folder_cls(
+            spec=spec, root=folder, ids=ids_, augment=aug, image_dir=image_dir, mask_dir=mask_dir, **common
         )
 
     train = part(splits["train"], aug=augment)
@@ -305,6 +309,32 @@ def build_benchmark(
             "source": str(folder),
         },
     )
+
+
+def _benchmark_folder():
+    """``SegmentationFolder`` that also rejects mask files holding values other than 0/255 (or 0/1)."""
+    import numpy as np
+
+    from kanzoo.data.masks import read_mask_raw
+    from kanzoo.data.segmentation import SegmentationFolder
+
+    class BenchmarkFolder(SegmentationFolder):
+        def __init__(self, *, spec: BenchmarkSpec, **kwargs) -> None:
+            self.spec = spec
+            super().__init__(**kwargs)
+
+        def original_mask(self, i: int):
+            if self.spec.binary_masks:
+                for m in self.pairs[i].masks:
+                    values = np.unique(read_mask_raw(m))
+                    if not (set(values.tolist()) <= {0, 255} or set(values.tolist()) <= {0, 1}):
+                        raise ValueError(
+                            f"mask {m} holds unexpected values {values[:8].tolist()}: "
+                            f"{self.spec.title} masks must be binary (0 = background, 255 or 1 = lesion)"
+                        )
+            return super().original_mask(i)
+
+    return BenchmarkFolder
 
 
 def _register() -> None:

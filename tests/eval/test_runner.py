@@ -212,3 +212,19 @@ def test_classification_and_lm(tmp_path):
     assert m["perplexity"] == pytest.approx(7.0)
     assert m["bits_per_byte"] == pytest.approx(math.log2(7))  # one byte per token
     assert m["num_tokens"] == 5 * 5
+
+
+def test_benchmark_mask_with_unexpected_values_names_the_file(tmp_path):
+    root, _ = make_ukan_folder(tmp_path / "inputs", n=5)
+    val_id = ukan_split([f"case ({i})" for i in range(5)])[1][0]
+    m = np.zeros((40, 56), np.uint8)
+    m[3:9, 3:9] = 128  # a grey level: neither background nor lesion
+    m[20:30, 20:30] = 255
+    size = Image.open(root / "images" / f"{val_id}.png").size
+    Image.fromarray(m).resize(size, Image.NEAREST).save(root / "masks" / "0" / f"{val_id}_mask.png")
+    with pytest.raises(
+        ValueError, match=rf"{val_id.replace('(', r'[(]').replace(')', r'[)]')}_mask\.png holds unexpected"
+    ):
+        evaluate(ConstantSeg(), {"name": "busi", "root": str(tmp_path / "inputs"), "image_size": 32},
+                 output_dir=tmp_path / "o", progress=False)  # fmt: skip
+    assert not (tmp_path / "o").exists()
