@@ -15,7 +15,11 @@ Splits: none of these sets except GlaS and ISIC-2018 has an official split; kanz
 (80/20 of the sorted ids, ``train_test_split(random_state=2981)``) so numbers are comparable with the
 U-KAN paper. GlaS keeps its official train/test split when the file names still carry the
 ``train_``/``testA_``/``testB_`` prefixes, ISIC-2018 its official validation/test sets when they are
-put in ``images_val``/``images_test`` folders beside ``images`` (same mask layout).
+put in an ``images_test`` folder beside ``images`` (masks in ``masks_test/0``).
+
+Masks: BUSI, CVC-ClinicDB and ISIC-2018 masks must hold only 0/255 (or 0/1); any other value raises
+an error naming the file. GlaS masks are instance maps (any value > 0 is gland) and Kvasir-SEG's are
+JPEG (binarized at > 127).
 """
 
 from __future__ import annotations
