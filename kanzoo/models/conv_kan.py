@@ -6,9 +6,9 @@ kernel tap applies a learnable univariate function to its input pixel (``KANConv
 ``"conv"`` the same network is an ordinary ResNet-style CNN, the twin (registered as ``cnn_*``).
 Batch norm, activations, pooling and the linear head are shared by both.
 
-Layout (ResNet basic blocks, no max-pool so 32x32 inputs keep spatial detail)::
+Layout (ResNet basic blocks, no max-pool; the tiny size uses a stride-2 stem to stay fast on CPU)::
 
-    stem: conv3x3(in_chans -> w0) - BN - act
+    stem: conv3x3(in_chans -> w0, stride stem_stride) - BN - act
     stage i (i = 0..S-1): depths[i] basic blocks of width w_i, the first one strided by 2 when i > 0
     head: global average pool - dropout - Linear(w_{S-1} -> num_classes)
 """
@@ -47,6 +47,7 @@ class ConvKANConfig(KanzooConfig):
             ``"conv"`` (plain ``nn.Conv2d``: the twin) or another registered spec.
         layer_kwargs: Extra options for the convolution factory, e.g. ``{"grid_size": 8}``.
         act: Activation after each batch norm: ``"relu"``, ``"silu"``, ``"gelu"``, ``"identity"``.
+        stem_stride: Stride of the stem convolution (2 quarters the cost of everything after it).
         drop_rate: Dropout before the classifier.
         img_size: Nominal input size (used for FLOP tables and timm's input_size; any size works).
     """
@@ -59,6 +60,7 @@ class ConvKANConfig(KanzooConfig):
     conv_layer: str = "kan"
     layer_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     act: str = "silu"
+    stem_stride: int = 1
     drop_rate: float = 0.0
     img_size: int = 32
 
@@ -71,6 +73,8 @@ class ConvKANConfig(KanzooConfig):
             )
         if min(self.depths) < 1 or min(self.stage_multipliers) < 1 or self.base_width < 1:
             raise ValueError("base_width, stage_multipliers and depths must be positive")
+        if self.stem_stride not in (1, 2):
+            raise ValueError(f"stem_stride must be 1 or 2, got {self.stem_stride}")
         if self.in_chans < 1 or self.num_classes < 0:
             raise ValueError(
                 f"in_chans must be >= 1 and num_classes >= 0, got {self.in_chans}, {self.num_classes}"
@@ -149,7 +153,7 @@ class ConvKAN(nn.Module, KanzooModel):
         self.num_classes = cfg.num_classes
         self.in_chans = cfg.in_chans
         self.num_features = widths[-1]
-        self.stem = ConvNormAct(conv, cfg.in_chans, widths[0], act=cfg.act)
+        self.stem = ConvNormAct(conv, cfg.in_chans, widths[0], stride=cfg.stem_stride, act=cfg.act)
         stages = []
         in_ch = widths[0]
         for i, (width, depth) in enumerate(zip(widths, cfg.depths)):
@@ -175,7 +179,7 @@ class ConvKAN(nn.Module, KanzooModel):
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Feature map ``(B, C, H/2^(S-1), W/2^(S-1))``."""
+        """Feature map ``(B, C, H / (stem_stride * 2^(S-1)), W / (stem_stride * 2^(S-1)))``."""
         if x.ndim != 4 or x.shape[1] != self.in_chans:
             raise ValueError(
                 f"expected pixel_values of shape (B, {self.in_chans}, H, W), got {tuple(x.shape)}"
@@ -197,7 +201,7 @@ register_family("conv_kan", ConvKAN)
 # ------------------------------------------------------------------------------------------------
 
 _SIZES: dict[str, dict[str, Any]] = {
-    "tiny": dict(base_width=12, stage_multipliers=[1, 2, 4], depths=[1, 1, 1]),
+    "tiny": dict(base_width=12, stage_multipliers=[1, 2, 4], depths=[1, 1, 1], stem_stride=2),
     "small": dict(base_width=16, stage_multipliers=[1, 2, 4], depths=[2, 2, 2]),
 }
 _META = dict(task="classification", default_data="digits", input_size=(3, 32, 32))
@@ -227,7 +231,7 @@ def _matched(size: str, overrides: dict[str, Any]) -> ConvKAN:
 
 @register_model(family="conv_kan", aliases=("conv_kan",), **_META)
 def conv_kan_tiny(**overrides: Any) -> ConvKAN:
-    """Conv-KAN tiny: widths 12/24/48, one B-spline KAN basic block per stage."""
+    """Conv-KAN tiny: stride-2 stem, widths 12/24/48, one B-spline KAN basic block per stage."""
     return _build("tiny", "kan", overrides)
 
 

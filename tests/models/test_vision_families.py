@@ -49,7 +49,12 @@ def test_conv_kan_uses_kan_convolutions_everywhere_and_downsamples():
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d | KANConv2d)]
     assert convs and all(isinstance(m, KANConv2d) for m in convs)
     feats = model.forward_features(torch.randn(2, 3, 32, 32))
-    assert feats.shape == (2, 4 * model.config.base_width, 8, 8)
+    assert model.config.stem_stride == 2
+    assert feats.shape == (2, 4 * model.config.base_width, 4, 4)
+    assert (
+        zoo.create_model("conv_kan_tiny", stem_stride=1).forward_features(torch.randn(1, 3, 32, 32)).shape[-1]
+        == 8
+    )
     assert model(torch.randn(2, 3, 20, 28)).shape == (2, 5)  # any size: global pooling
     with pytest.raises(ValueError, match=r"expected pixel_values of shape \(B, 3, H, W\)"):
         model(torch.randn(2, 1, 32, 32))
