@@ -157,3 +157,15 @@ def test_root_module_and_errors():
         kanify(nn.Sequential(nn.Linear(3, 2)), preserve=True, base_activation="silu")
     with pytest.raises(ValueError, match="no nn.Linear"):
         kanify(nn.Sequential(nn.ReLU()))
+
+
+@pytest.mark.parametrize("basis", ["rbf", "chebyshev", "fourier", "rational"])
+def test_preserve_with_other_bases(basis):
+    net = nn.Sequential(nn.Linear(6, 8), nn.GELU(), nn.Linear(8, 3))
+    x = torch.randn(4, 6)
+    before = net(x).detach()
+    kanify(net, preserve=True, basis=basis)
+    assert all(isinstance(net[i], KANLinear) for i in (0, 2))
+    torch.testing.assert_close(net(x), before, rtol=0, atol=1e-6)
+    net(x).sum().backward()
+    assert net[0].spline_weight.grad.abs().sum() > 0
