@@ -326,6 +326,13 @@ class Trainer:
         cfg = self.config
         self.acc = acc = self._make_accelerator()
         self.bar = None
+        if acc.num_processes > 1:
+            # Every process must write into one directory: ranks resolving a timestamped default
+            # a second apart would not. Rank 0's choice wins.
+            from accelerate.utils import broadcast_object_list
+
+            self.run_dir = Path(broadcast_object_list([str(self.run_dir)])[0])
+            self.ckpt_root = self.run_dir / "checkpoints"
         set_seed(cfg.seed)
         resume_from = self._resume_path()
         if acc.is_main_process:
