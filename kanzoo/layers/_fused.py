@@ -128,9 +128,15 @@ def run_fused(fn: Callable, x: torch.Tensor, *args):
     ):
         compiled = _compiled.get(fn, _MISSING)
         if compiled is _MISSING:
-            compiled = _compiled[fn] = torch.compile(fn, dynamic=True)
+            # Shapes: the batch dimension is marked dynamic below (one kernel for every batch size);
+            # a second feature count makes dynamo generalize that dimension too. Python ints (spline
+            # order, number of basis functions) stay static so loops and powers unroll.
+            compiled = _compiled[fn] = torch.compile(fn, dynamic=None)
         if compiled is not None:
             try:
+                for t in (x, *args):
+                    if torch.is_tensor(t) and t.dim() >= 2:
+                        torch._dynamo.maybe_mark_dynamic(t, 0)
                 return compiled(x, *args)
             except Exception as err:  # compilation problems must never break a forward pass
                 logger.info("kanzoo: torch.compile of %s failed, using eager (%s)", fn.__name__, err)

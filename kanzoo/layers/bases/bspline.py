@@ -38,6 +38,14 @@ def _closed_form_terms(k: int) -> list[tuple[float, float]]:
     return [(c - i, (-1) ** i * math.comb(k + 1, i) / math.factorial(k)) for i in range(k // 2 + 1)]
 
 
+def _ipow(t: torch.Tensor, p: int) -> torch.Tensor:
+    """``t ** p`` for a small positive int ``p`` as repeated products (fuses well, no generic pow)."""
+    out = t
+    for _ in range(int(p) - 1):
+        out = out * t
+    return out
+
+
 def _uniform_offsets(x: torch.Tensor, t0: torch.Tensor, inv_h: torch.Tensor, k: int, n: int) -> torch.Tensor:
     """``w[..., i, j] = (x_i - t0_i) / h_i - j - (k+1)/2`` (signed distance to the centre of B_j)."""
     u = (x - t0) * inv_h
@@ -58,7 +66,7 @@ def bspline_uniform(x: torch.Tensor, t0: torch.Tensor, inv_h: torch.Tensor, k: i
     v = _uniform_offsets(x, t0, inv_h, k, n).abs()
     out = None
     for shift, coef in _closed_form_terms(k):
-        term = torch.relu(shift - v).pow(k) * coef
+        term = _ipow(torch.relu(shift - v), k) * coef
         out = term if out is None else out + term
     return out
 
@@ -72,9 +80,9 @@ def bspline_uniform_with_derivative(
     phi = dphi_dv = None
     for shift, coef in _closed_form_terms(k):
         r = torch.relu(shift - v)
-        term = r.pow(k) * coef
+        term = _ipow(r, k) * coef
         # d/dv relu(s - v)^k = -k relu(s - v)^(k-1); for k = 1 this is the indicator of s - v > 0.
-        dterm = (r > 0).to(x.dtype) * (-coef) if k == 1 else r.pow(k - 1) * (-k * coef)
+        dterm = (r > 0).to(x.dtype) * (-coef) if k == 1 else _ipow(r, k - 1) * (-k * coef)
         phi = term if phi is None else phi + term
         dphi_dv = dterm if dphi_dv is None else dphi_dv + dterm
     dphi = dphi_dv * torch.sign(w) * inv_h.unsqueeze(-1)
