@@ -260,3 +260,38 @@ def test_match_width_builds_each_candidate_once():
 def test_parameter_count_of_counts_shared_once():
     shared = nn.Linear(4, 4)
     assert _base.parameter_count_of(lambda: nn.Sequential(shared, shared)) == 20
+
+
+# -- model table --------------------------------------------------------------------------------
+
+
+def test_model_table_flops_match_an_analytic_count(capsys):
+    from kanzoo.models.__main__ import main, model_row
+
+    model = zoo.create_model("cnn_tiny").eval()
+    shapes = {}
+
+    def remember(module, _inputs, output):
+        shapes[module] = output.shape
+
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            m.register_forward_hook(remember)
+    with torch.no_grad():
+        model(torch.randn(1, 3, 32, 32))
+    expected = 0
+    for m, shape in shapes.items():
+        if isinstance(m, nn.Conv2d):  # 2 FLOPs per multiply-add, per output element
+            k = m.kernel_size[0] * m.kernel_size[1] * m.in_channels // m.groups
+            expected += 2 * k * shape.numel()
+        else:
+            expected += 2 * m.in_features * m.out_features
+    row = model_row("cnn_tiny")
+    assert row["flops"] == expected
+    assert row["params"] == sum(p.numel() for p in model.parameters())
+    assert row["task"] == "classification" and row["twin_of"] == "conv_kan_tiny"
+
+    assert main(["cnn_tiny*", "--markdown"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("| model | task") and len(out) == 2 + len(zoo.list_models("cnn_tiny*"))
+    assert main(["no_such_model_*"]) == 1
