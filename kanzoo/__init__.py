@@ -14,6 +14,10 @@ Entry points::
 """
 
 from kanzoo import layers
+
+# Registers the segmentation benchmarks (busi, glas, ...) with kanzoo.data.build_data, so that
+# `train.py data=busi` works as well as `evaluate.py data=busi`.
+from kanzoo.eval import benchmarks as _benchmarks  # noqa: E402,F401
 from kanzoo.layers import (
     KANConv1d,
     KANConv2d,
