@@ -125,6 +125,8 @@ class TrainerConfig:
         grid_update_until: Last step at which grids are updated (None: ``max_steps // 2``).
         grid_update_samples: Max rows of layer inputs used per grid update.
         num_workers: DataLoader worker processes.
+        num_threads: CPU threads for torch ops (None: torch's default). On a busy shared CPU a
+            single thread per process can be many times faster than oversubscribed threads.
         compile: Wrap the model in ``torch.compile``.
         progress: Show a tqdm progress bar on the main process.
         detect_nonfinite: Stop with a clear error when the loss becomes NaN/inf.
@@ -151,6 +153,7 @@ class TrainerConfig:
     grid_update_until: int | None = None
     grid_update_samples: int = 2048
     num_workers: int = 0
+    num_threads: int | None = None
     compile: bool = False
     progress: bool = True
     detect_nonfinite: bool = True
@@ -162,6 +165,8 @@ class TrainerConfig:
         for name in ("log_every", "eval_every", "checkpoint_every", "grid_update_every", "num_workers"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"trainer.{name} must be >= 0, got {getattr(self, name)}")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ValueError(f"trainer.num_threads must be >= 1 or null, got {self.num_threads}")
         if self.keep_checkpoints < 1:
             raise ValueError(f"trainer.keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
         if self.device not in ("auto", "cpu", "gpu", "cuda"):

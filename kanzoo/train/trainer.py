@@ -324,6 +324,8 @@ class Trainer:
         from tqdm.auto import tqdm
 
         cfg = self.config
+        if cfg.num_threads is not None:
+            torch.set_num_threads(cfg.num_threads)
         self.acc = acc = self._make_accelerator()
         self.bar = None
         if acc.num_processes > 1:
