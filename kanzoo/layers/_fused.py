@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import types
 from collections.abc import Callable
 
 import torch
@@ -74,7 +75,7 @@ def build_features(x: torch.Tensor, act: str | None, phi_fn: Callable, out_dtype
     return phi.flatten(-2).to(out_dtype)
 
 
-def input_grad(x: torch.Tensor, grad_f: torch.Tensor, act: str | None, both_fn: Callable, *args):
+def input_grad(x: torch.Tensor, act: str | None, both_fn: Callable, grad_f: torch.Tensor, *args):
     """``dx = sum_f grad_f[..., f] * dF_f/dx`` with ``grad_f (..., in, 1 + n)`` (or ``n``)."""
     _, dphi = both_fn(x, *args)
     if act is None:
@@ -84,7 +85,7 @@ def input_grad(x: torch.Tensor, grad_f: torch.Tensor, act: str | None, both_fn: 
 
 
 def features_and_input_grad(
-    x: torch.Tensor, grad_f: torch.Tensor, act: str | None, both_fn: Callable, out_dtype: torch.dtype, *args
+    x: torch.Tensor, act: str | None, both_fn: Callable, grad_f: torch.Tensor, out_dtype: torch.dtype, *args
 ):
     """Both :func:`build_features` and :func:`input_grad` from one pass over ``x``."""
     phi, dphi = both_fn(x, *args)
@@ -101,7 +102,7 @@ def features_and_input_grad(
 _FALSE = {"0", "false", "no", "off", ""}
 _state = {"enabled": os.environ.get("KANZOO_COMPILE", "1").strip().lower() not in _FALSE}
 _MISSING = object()
-_compiled: dict[Callable, Callable | None] = {}
+_compiled: dict[tuple, Callable | None] = {}
 
 
 def set_compile(enabled: bool) -> None:
@@ -114,11 +115,18 @@ def compile_enabled() -> bool:
     return _state["enabled"]
 
 
-def run_fused(fn: Callable, x: torch.Tensor, *args):
-    """Run ``fn(x, *args)`` compiled when enabled and possible, else eagerly.
+def _fresh_copy(fn: Callable, tag: str) -> Callable:
+    """A copy of ``fn`` with its own code object: dynamo caches (and limits recompiles) per code
+    object, so every (kernel, activation, basis function) combination gets its own cache."""
+    code = fn.__code__.replace(co_name=f"{fn.__name__}__{tag}")
+    return types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
 
-    Empty inputs, an enclosing ``torch.compile`` and ``create_graph`` backward passes always
-    run eagerly (the enclosing compiler fuses by itself; double backward needs plain autograd).
+
+def run_fused(fn: Callable, x: torch.Tensor, act: str | None, basis_fn: Callable, *args):
+    """Run ``fn(x, act, basis_fn, *args)`` compiled when enabled and possible, else eagerly.
+
+    Empty inputs, an enclosing ``torch.compile`` and ``create_graph`` backward passes (grad mode
+    on) always run eagerly: the enclosing compiler fuses by itself, double backward needs autograd.
     """
     if (
         _state["enabled"]
@@ -126,22 +134,25 @@ def run_fused(fn: Callable, x: torch.Tensor, *args):
         and not torch.is_grad_enabled()
         and not torch.compiler.is_compiling()
     ):
-        compiled = _compiled.get(fn, _MISSING)
+        key = (fn, act, basis_fn)
+        compiled = _compiled.get(key, _MISSING)
         if compiled is _MISSING:
-            # Shapes: the batch dimension is marked dynamic below (one kernel for every batch size);
-            # a second feature count makes dynamo generalize that dimension too. Python ints (spline
+            # The batch dimension is marked dynamic below (one kernel for every batch size); a
+            # second feature count makes dynamo generalize that dimension too. Python ints (spline
             # order, number of basis functions) stay static so loops and powers unroll.
-            compiled = _compiled[fn] = torch.compile(fn, dynamic=None)
+            tag = f"{act}_{getattr(basis_fn, '__name__', 'basis')}"
+            compiled = _compiled[key] = torch.compile(_fresh_copy(fn, tag), dynamic=None)
         if compiled is not None:
             try:
-                for t in (x, *args):
+                targs = [a.detach() if torch.is_tensor(a) else a for a in (x, *args)]
+                for t in targs:
                     if torch.is_tensor(t) and t.dim() >= 2:
                         torch._dynamo.maybe_mark_dynamic(t, 0)
-                return compiled(x, *args)
+                return compiled(targs[0], act, basis_fn, *targs[1:])
             except Exception as err:  # compilation problems must never break a forward pass
                 logger.info("kanzoo: torch.compile of %s failed, using eager (%s)", fn.__name__, err)
-                _compiled[fn] = None
-    return fn(x, *args)
+                _compiled[key] = None
+    return fn(x, act, basis_fn, *args)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,10 +202,10 @@ class KANLinearFunction(torch.autograd.Function):
             grad_f = (grad_y @ weight).to(cd).unflatten(-1, (x.shape[-1], -1))
             if need_w:
                 feats, grad_x = run_fused(
-                    features_and_input_grad, xc, grad_f, ctx.act, ctx.both_fn, weight.dtype, *args
+                    features_and_input_grad, xc, ctx.act, ctx.both_fn, grad_f, weight.dtype, *args
                 )
             else:
-                grad_x = run_fused(input_grad, xc, grad_f, ctx.act, ctx.both_fn, *args)
+                grad_x = run_fused(input_grad, xc, ctx.act, ctx.both_fn, grad_f, *args)
             grad_x = grad_x.to(x.dtype)
         if need_w:
             if feats is None:
