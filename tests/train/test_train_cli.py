@@ -28,7 +28,7 @@ def test_multirun_smoke_trains_lm_classification_and_segmentation(tmp_path):
 
     import kanzoo
 
-    for job, task in [("0_kan_gpt", "lm"), ("1_conv_kan", "classification"), ("2_kan_unet", "segmentation")]:
+    for job, task in [("1_conv_kan", "classification"), ("2_kan_unet", "segmentation"), ("0_kan_gpt", "lm")]:
         final = sweep / job / "final"
         assert finals.count(f"Final checkpoint: {final}") == 1
         summary = json.loads((final / "train_summary.json").read_text())
