@@ -21,12 +21,76 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._fused import _cast, _compute_dtype, build_features, features_and_input_grad, input_grad, run_fused
 from .bases import Basis
 from .kan_linear import _make_basis, check_base_activation, fused_weight
 
 __all__ = ["KANConv1d", "KANConv2d", "KANConv3d", "KANConvNd"]
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_CONV_INPUT_GRAD = {
+    1: torch.nn.grad.conv1d_input,
+    2: torch.nn.grad.conv2d_input,
+    3: torch.nn.grad.conv3d_input,
+}
+_CONV_WEIGHT_GRAD = {
+    1: torch.nn.grad.conv1d_weight,
+    2: torch.nn.grad.conv2d_weight,
+    3: torch.nn.grad.conv3d_weight,
+}
+
+
+class KANConvFunction(torch.autograd.Function):
+    """Expansion + convolution saving only ``x`` and the weight; backward recomputes the expansion.
+
+    ``apply(x (N, C, *S), weight, bias, dim, stride, padding, dilation, groups, act, phi_fn, both_fn,
+    *basis_args)`` with integer-tuple ``padding`` (zero padding of the expanded map).
+    """
+
+    @staticmethod
+    def forward(
+        ctx, x, weight, bias, dim, stride, padding, dilation, groups, act, phi_fn, both_fn, *basis_args
+    ):
+        cd = _compute_dtype(x.dtype)
+        args = _cast(basis_args, cd)
+        feats = run_fused(build_features, x.movedim(1, -1).to(cd), act, phi_fn, weight.dtype, *args)
+        y = _CONV[dim](feats.movedim(-1, 1), weight, bias, stride, padding, dilation, groups)
+        ctx.save_for_backward(x, weight, *[a for a in basis_args if torch.is_tensor(a)])
+        ctx.template = [None if torch.is_tensor(a) else a for a in basis_args]
+        ctx.conf = (dim, stride, padding, dilation, groups, act, phi_fn, both_fn, bias is not None)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x, weight, *tensor_args = ctx.saved_tensors
+        dim, stride, padding, dilation, groups, act, phi_fn, both_fn, has_bias = ctx.conf
+        it = iter(tensor_args)
+        cd = _compute_dtype(x.dtype)
+        args = _cast(tuple(next(it) if a is None else a for a in ctx.template), cd)
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        xl = x.movedim(1, -1).to(cd)
+        m = weight.shape[1] * groups // x.shape[1]
+        feat_shape = (x.shape[0], x.shape[1] * m, *x.shape[2:])
+        grad_x = grad_w = grad_b = feats = None
+        if need_x:
+            grad_feats = _CONV_INPUT_GRAD[dim](feat_shape, weight, grad_y, stride, padding, dilation, groups)
+            grad_f = grad_feats.unflatten(1, (x.shape[1], m)).movedim(1, -1).movedim(1, -1).to(cd)
+            if need_w:
+                feats, gx = run_fused(features_and_input_grad, xl, act, both_fn, grad_f, weight.dtype, *args)
+            else:
+                gx = run_fused(input_grad, xl, act, both_fn, grad_f, *args)
+            grad_x = gx.movedim(-1, 1).to(x.dtype)
+        if need_w:
+            if feats is None:
+                feats = run_fused(build_features, xl, act, phi_fn, weight.dtype, *args)
+            grad_w = _CONV_WEIGHT_GRAD[dim](
+                feats.movedim(-1, 1), weight.shape, grad_y, stride, padding, dilation, groups
+            )
+        if need_b and has_bias:
+            grad_b = grad_y.sum(dim=(0, *range(2, grad_y.dim())))
+        return (grad_x, grad_w, grad_b) + (None,) * (8 + len(ctx.template))
+
+
 _SPATIAL = {1: "L", 2: "H, W", 3: "D, H, W"}
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
@@ -220,9 +284,17 @@ class KANConvNd(nn.Module):
             padding = self.padding
         weight = self.fused_weight().to(mm_dtype)
         bias = None if self.bias is None else self.bias.to(mm_dtype)
+        spec = self.basis.functional()
         with torch.autocast(x.device.type, enabled=False):
-            feats = self.expand(x).to(mm_dtype).contiguous()
-            y = _CONV[self.dim](feats, weight, bias, self.stride, padding, self.dilation, self.groups)
+            if spec is not None and not isinstance(padding, str):
+                phi_fn, both_fn, args = spec
+                conf = (self.dim, self.stride, tuple(padding) if padding else (0,) * self.dim, self.dilation)
+                y = KANConvFunction.apply(
+                    x, weight, bias, *conf, self.groups, self.base_activation, phi_fn, both_fn, *args
+                )
+            else:
+                feats = self.expand(x).to(mm_dtype)
+                y = _CONV[self.dim](feats, weight, bias, self.stride, padding, self.dilation, self.groups)
         return y.squeeze(0) if unbatched else y
 
 

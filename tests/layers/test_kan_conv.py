@@ -156,3 +156,25 @@ def test_kan_conv_dtypes_and_huge_inputs():
     out = layer64(big)
     out.sum().backward()
     assert torch.isfinite(out).all() and torch.isfinite(big.grad).all()
+
+
+def test_kan_conv_memory_lean_path_matches_plain_autograd_and_saves_less():
+    layer = _randomize(KANConv2d(3, 4, 3, stride=2, padding=1, groups=1), 0.3).double()
+    x = torch.randn(2, 3, 9, 8, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(2, 4, 5, 4, dtype=torch.float64)
+    params = [x, *layer.parameters()]
+    lean = torch.autograd.grad(layer(x), params, g)
+    plain_y = F.conv2d(layer.expand(x), layer.fused_weight(), layer.bias, 2, 1)
+    for a, b in zip(lean, torch.autograd.grad(plain_y, params, g)):
+        torch.testing.assert_close(a, b)
+    storages = {}
+
+    def pack(t):
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    big = torch.randn(2, 3, 40, 40, dtype=torch.float64, requires_grad=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        layer(big)
+    expanded_bytes = big.numel() * 8 * (1 + layer.basis.num_features)
+    assert sum(storages.values()) < expanded_bytes / 2
