@@ -229,9 +229,32 @@ class Trainer:
         self.last_checkpoint = final
         return final
 
+    def _check_same_architecture(self, path: Path) -> None:
+        """Refuse a checkpoint whose saved model config differs from the model built now: weights
+        of e.g. another stride load without error but compute something else."""
+        saved_file = path / "model" / "config.json"
+        config = getattr(self.acc.unwrap_model(self.model), "config", None)
+        to_dict = getattr(config, "to_dict", None)
+        if not saved_file.is_file() or to_dict is None:
+            return
+        saved, now = json.loads(saved_file.read_text()), json.loads(json.dumps(to_dict(), default=str))
+        ignore = {"kanzoo_version", "transformers_version", "torch_dtype", "dtype", "architectures"}
+        diff = sorted(
+            k
+            for k in set(saved) & set(now)
+            if not k.startswith("_") and k not in ignore and saved[k] != now[k]
+        )
+        if diff:
+            detail = ", ".join(f"{k} (checkpoint {saved[k]!r}, now {now[k]!r})" for k in diff[:5])
+            raise ValueError(
+                f"cannot resume {path}: the model differs from the checkpoint's in {detail}; "
+                "set the checkpoint's values with model.<key>=... overrides"
+            )
+
     def _load_checkpoint(self, path: Path) -> None:
         acc = self.acc
         state = ckpt.read_state(path)
+        self._check_same_architecture(path)
         acc.load_state(str(path))
         if not (path / f"random_states_{acc.process_index}.pkl").is_file():
             self._print(

@@ -236,3 +236,28 @@ def test_wandb_logger_runs_offline_without_a_key(monkeypatch, tmp_path):
     logger.log({"loss": 1.5}, step=1)
     logger.finish()
     assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+
+
+class Configured(ToyClassifier):
+    """A toy whose config (like a kanzoo model's) is saved next to its weights."""
+
+    def __init__(self, hidden: int = 32, act: str = "gelu"):
+        super().__init__(hidden=hidden)
+        self.config = SimpleNamespace(to_dict=lambda: {"hidden": hidden, "act": act, "kanzoo_version": "x"})
+
+    def save_pretrained(self, directory):
+        from pathlib import Path
+
+        super().save_pretrained(directory)
+        Path(directory, "config.json").write_text(json.dumps(self.config.to_dict()))
+
+
+def test_resume_refuses_a_model_built_differently_from_the_checkpoint(tmp_path):
+    _fit(tmp_path, model=Configured(act="gelu"), max_steps=4, checkpoint_every=2)
+    # same tensor shapes, so the weights would load silently: the saved config must catch it
+    with pytest.raises(
+        ValueError, match=r"differs from the checkpoint's in act \(checkpoint 'gelu', now 'relu'\)"
+    ):
+        _fit(tmp_path, model=Configured(act="relu"), max_steps=6, checkpoint_every=2, resume="auto")
+    trainer, _ = _fit(tmp_path, model=Configured(act="gelu"), max_steps=6, checkpoint_every=2, resume="auto")
+    assert trainer.step == 6
