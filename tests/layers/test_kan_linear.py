@@ -236,3 +236,16 @@ def test_compiled_path_matches_eager():
     assert {_fused.build_features, _fused.features_and_input_grad} <= used
     for a, b in zip(eager, compiled):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("basis", ["bspline", "rbf", "fourier", "chebyshev"])
+def test_builds_on_meta_device_and_loads_state(basis):
+    """transformers' from_pretrained builds modules on the meta device, then loads the weights."""
+    ref = KANLinear(5, 3, basis=basis)
+    with torch.device("meta"):
+        layer = KANLinear(5, 3, basis=basis)
+    assert layer.spline_weight.is_meta
+    layer = layer.to_empty(device="cpu")
+    layer.load_state_dict(ref.state_dict())
+    x = torch.randn(7, 5) * 2
+    torch.testing.assert_close(layer(x), ref(x), rtol=0, atol=0)

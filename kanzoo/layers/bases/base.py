@@ -71,7 +71,12 @@ class Basis(nn.Module):
         """Register a float32 buffer from a float64 ``value`` that ``.double()`` restores exactly."""
         if "_exact_buffers" not in self.__dict__:
             self._exact_buffers = {}
-        self._exact_buffers[name] = value.detach().to(torch.float64).cpu().contiguous()
+        if value.is_meta:
+            # Built on the meta device (e.g. by transformers' from_pretrained): there is no value
+            # to keep; the buffer is filled from the checkpoint.
+            self._exact_buffers.pop(name, None)
+        else:
+            self._exact_buffers[name] = value.detach().to(torch.float64).cpu().contiguous()
         self.register_buffer(name, value.to(torch.float32).contiguous(), persistent=persistent)
 
     def functional(self) -> BasisFunctional | None:
