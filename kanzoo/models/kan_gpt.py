@@ -13,7 +13,6 @@ The classes plug into transformers: importing this module registers ``"kan_gpt"`
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable
 from typing import Any
@@ -32,9 +31,10 @@ from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
-from kanzoo.layers import Basis, KANLinear, get_linear_layer
+from kanzoo.layers import get_linear_layer
 from kanzoo.models._base import CheckpointMismatchError
 from kanzoo.models._gpt_config import KanGPTConfig
+from kanzoo.models._gpt_init import is_kan_module, kan_layers_meta_safe, reset_unloaded
 from kanzoo.models._registry import register_family
 
 __all__ = [
@@ -216,68 +216,6 @@ class KanGPTBlock(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
-def _is_kan_module(module: nn.Module) -> bool:
-    """KAN layers and bases (kanzoo's own or user subclasses), whose init the layer code owns."""
-    return isinstance(module, (KANLinear, Basis)) or type(module).__module__.startswith("kanzoo.layers")
-
-
-def _fresh_copy(module: nn.Module) -> nn.Module | None:
-    """A newly constructed CPU twin of ``module``, rebuilt from the attributes named like its
-    constructor arguments (bases store them so: ``in_features``, ``num_groups``, ``grid_size``...)."""
-    kwargs: dict[str, Any] = {}
-    args: list[Any] = []
-    for p in inspect.signature(type(module).__init__).parameters.values():
-        if p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            continue
-        if not hasattr(module, p.name):
-            if p.default is p.empty:
-                return None
-            continue
-        value = getattr(module, p.name)
-        if isinstance(value, (torch.Tensor, nn.Module)):
-            return None
-        if p.kind == p.POSITIONAL_ONLY:
-            args.append(value)
-        else:
-            kwargs[p.name] = value
-    try:
-        with torch.device("cpu"):
-            return type(module)(*args, **kwargs)
-    except Exception:
-        return None
-
-
-@torch.no_grad()
-def _reset_unloaded(module: nn.Module) -> None:
-    """Give a KAN module's tensors that were not loaded their freshly initialised values.
-
-    ``from_pretrained`` builds the model on the meta device, so a KAN layer's constructor could not
-    fill its spline weights, scalers, rational coefficients or knot grids, and non-persistent
-    buffers (such as a rational basis' group index) are never in a checkpoint. Tensors that came
-    from the checkpoint carry ``_is_hf_initialized`` and are kept. The fresh values come from the
-    module's own ``reset_parameters`` when it has one, else from a newly built copy of the module.
-    """
-    own = dict(module.named_parameters(recurse=False)) | dict(module.named_buffers(recurse=False))
-    todo = [n for n, t in own.items() if t is not None and not getattr(t, "_is_hf_initialized", False)]
-    if not todo:
-        return
-    if callable(getattr(module, "reset_parameters", None)):
-        loaded = {n: t.detach().clone() for n, t in own.items() if n not in todo and t is not None}
-        module.reset_parameters()
-        for name, value in loaded.items():
-            getattr(module, name).copy_(value)
-        return
-    fresh = _fresh_copy(module)
-    if fresh is None:
-        raise RuntimeError(
-            f"cannot initialise {', '.join(todo)} of {type(module).__name__}: it has no reset_parameters() "
-            "and cannot be rebuilt from its attributes"
-        )
-    fresh_tensors = dict(fresh.named_parameters(recurse=False)) | dict(fresh.named_buffers(recurse=False))
-    for name in todo:
-        getattr(module, name).copy_(fresh_tensors[name].to(own[name].dtype))
-
-
 class KanGPTPreTrainedModel(PreTrainedModel):
     """Weight init and transformers plumbing shared by the KAN-GPT models."""
 
@@ -306,10 +244,18 @@ class KanGPTPreTrainedModel(PreTrainedModel):
         elif isinstance(module, nn.LayerNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)
-        elif _is_kan_module(module):
-            _reset_unloaded(module)
+        elif is_kan_module(module):
+            reset_unloaded(module)
         if isinstance(module, (KanGPTAttention, KanGPTMLP)) and isinstance(module.c_proj, nn.Linear):
             init.normal_(module.c_proj.weight, mean=0.0, std=std / math.sqrt(2 * self.config.n_layer))
+
+    @classmethod
+    def get_init_context(cls, *args: Any, **kwargs: Any) -> list:
+        """transformers' loading contexts, minus the meta device if KAN layers cannot be built there."""
+        contexts = super().get_init_context(*args, **kwargs)
+        if kan_layers_meta_safe():
+            return contexts
+        return [c for c in contexts if not (isinstance(c, torch.device) and c.type == "meta")]
 
     @classmethod
     def from_pretrained(cls, *args: Any, strict: bool = True, **kwargs: Any):

@@ -1,0 +1,93 @@
+"""Initialisation helpers of KAN-GPT for transformers' meta-device loading."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any
+
+import torch
+from torch import nn
+
+from kanzoo.layers import Basis, KANLinear, get_linear_layer, list_layer_specs
+
+__all__ = ["fresh_copy", "is_kan_module", "kan_layers_meta_safe", "reset_unloaded"]
+
+
+@functools.cache
+def kan_layers_meta_safe() -> bool:
+    """Whether every KAN layer spec can be constructed on the meta device.
+
+    ``from_pretrained`` builds models there; a layer whose constructor needs real data (for
+    example to copy a buffer to the CPU) cannot, and the model is then built on the CPU instead.
+    """
+    try:
+        with torch.device("meta"):
+            for spec in list_layer_specs():
+                if spec != "linear":
+                    get_linear_layer(spec)(2, 2)
+    except Exception:
+        return False
+    return True
+
+
+def is_kan_module(module: nn.Module) -> bool:
+    """KAN layers and bases (kanzoo's own or user subclasses), whose init the layer code owns."""
+    return isinstance(module, (KANLinear, Basis)) or type(module).__module__.startswith("kanzoo.layers")
+
+
+def fresh_copy(module: nn.Module) -> nn.Module | None:
+    """A newly constructed CPU twin of ``module``, rebuilt from the attributes named like its
+    constructor arguments (bases store them so: ``in_features``, ``num_groups``, ``grid_size``...)."""
+    kwargs: dict[str, Any] = {}
+    args: list[Any] = []
+    for p in inspect.signature(type(module).__init__).parameters.values():
+        if p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if not hasattr(module, p.name):
+            if p.default is p.empty:
+                return None
+            continue
+        value = getattr(module, p.name)
+        if isinstance(value, (torch.Tensor, nn.Module)):
+            return None
+        if p.kind == p.POSITIONAL_ONLY:
+            args.append(value)
+        else:
+            kwargs[p.name] = value
+    try:
+        with torch.device("cpu"):
+            return type(module)(*args, **kwargs)
+    except Exception:
+        return None
+
+
+@torch.no_grad()
+def reset_unloaded(module: nn.Module) -> None:
+    """Give a KAN module's tensors that were not loaded their freshly initialised values.
+
+    ``from_pretrained`` builds the model on the meta device, so a KAN layer's constructor could not
+    fill its spline weights, scalers, rational coefficients or knot grids, and non-persistent
+    buffers (such as a rational basis' group index) are never in a checkpoint. Tensors that came
+    from the checkpoint carry ``_is_hf_initialized`` and are kept. The fresh values come from the
+    module's own ``reset_parameters`` when it has one, else from a newly built copy of the module.
+    """
+    own = dict(module.named_parameters(recurse=False)) | dict(module.named_buffers(recurse=False))
+    todo = [n for n, t in own.items() if t is not None and not getattr(t, "_is_hf_initialized", False)]
+    if not todo:
+        return
+    if callable(getattr(module, "reset_parameters", None)):
+        loaded = {n: t.detach().clone() for n, t in own.items() if n not in todo and t is not None}
+        module.reset_parameters()
+        for name, value in loaded.items():
+            getattr(module, name).copy_(value)
+        return
+    fresh = fresh_copy(module)
+    if fresh is None:
+        raise RuntimeError(
+            f"cannot initialise {', '.join(todo)} of {type(module).__name__}: it has no reset_parameters() "
+            "and cannot be rebuilt from its attributes"
+        )
+    fresh_tensors = dict(fresh.named_parameters(recurse=False)) | dict(fresh.named_buffers(recurse=False))
+    for name in todo:
+        getattr(module, name).copy_(fresh_tensors[name].to(own[name].dtype))
