@@ -23,7 +23,7 @@ from torch import nn
 
 from ._fused import _cast, _compute_dtype, build_features, features_and_input_grad, input_grad, run_fused
 from .bases import Basis
-from .kan_linear import _make_basis, check_base_activation, fused_weight
+from .kan_linear import _make_basis, check_base_activation, fused_weight, init_kan_parameters
 
 __all__ = ["KANConv1d", "KANConv2d", "KANConv3d", "KANConvNd"]
 
@@ -198,15 +198,7 @@ class KANConvNd(nn.Module):
 
     def reset_parameters(self) -> None:
         """``nn.ConvNd``-style init of base weight and bias; small uniform spline weights."""
-        fan_in = (self.in_channels // self.groups) * math.prod(self.kernel_size)
-        bound = 1.0 / math.sqrt(fan_in)
-        if self.base_weight is not None:
-            nn.init.kaiming_uniform_(self.base_weight, a=math.sqrt(5))
-        nn.init.uniform_(self.spline_weight, -self.spline_init_scale * bound, self.spline_init_scale * bound)
-        if self.spline_scaler is not None:
-            nn.init.ones_(self.spline_scaler)
-        if self.bias is not None:
-            nn.init.uniform_(self.bias, -bound, bound)
+        init_kan_parameters(self, fan_in=(self.in_channels // self.groups) * math.prod(self.kernel_size))
 
     def extra_repr(self) -> str:
         s = (

@@ -57,6 +57,23 @@ def _make_basis(basis: str | type | functools.partial | Basis, in_features: int,
         raise ValueError(f"invalid arguments for basis {basis!r}: {err}") from err
 
 
+def init_kan_parameters(layer: nn.Module, *, fan_in: int) -> None:
+    """Initialise a KAN layer's parameters the way ``nn.Linear``/``nn.ConvNd`` initialise theirs.
+
+    The base weight gets Kaiming-uniform, the bias ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, the spline
+    weight the same range times ``layer.spline_init_scale``, and the standalone scaler ones.
+    """
+    bound = 1.0 / math.sqrt(fan_in)
+    if layer.base_weight is not None:
+        nn.init.kaiming_uniform_(layer.base_weight, a=math.sqrt(5))
+    scale = layer.spline_init_scale * bound
+    nn.init.uniform_(layer.spline_weight, -scale, scale)
+    if layer.spline_scaler is not None:
+        nn.init.ones_(layer.spline_scaler)
+    if layer.bias is not None:
+        nn.init.uniform_(layer.bias, -bound, bound)
+
+
 class KANLinear(nn.Module):
     """Kolmogorov-Arnold linear layer, a drop-in for ``nn.Linear`` (any leading dimensions).
 
@@ -113,14 +130,7 @@ class KANLinear(nn.Module):
 
     def reset_parameters(self) -> None:
         """``nn.Linear``-style init of the base weight and bias; small uniform spline weights."""
-        bound = 1.0 / math.sqrt(self.in_features)
-        if self.base_weight is not None:
-            nn.init.kaiming_uniform_(self.base_weight, a=math.sqrt(5))
-        nn.init.uniform_(self.spline_weight, -self.spline_init_scale * bound, self.spline_init_scale * bound)
-        if self.spline_scaler is not None:
-            nn.init.ones_(self.spline_scaler)
-        if self.bias is not None:
-            nn.init.uniform_(self.bias, -bound, bound)
+        init_kan_parameters(self, fan_in=self.in_features)
 
     def extra_repr(self) -> str:
         return (
