@@ -8,6 +8,7 @@ per input) and the spline's zero value beyond the outermost knots.
 """
 
 from .efficient_kan import from_efficient_kan
+from .networks import from_efficient_kan_network, from_pykan_network
 from .pykan import from_pykan
 
-__all__ = ["from_efficient_kan", "from_pykan"]
+__all__ = ["from_efficient_kan", "from_efficient_kan_network", "from_pykan", "from_pykan_network"]
