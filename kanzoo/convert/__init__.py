@@ -5,6 +5,10 @@
 
 Both return a ``KANLinear`` that computes the same outputs, including its knots (uniform or not,
 per input) and the spline's zero value beyond the outermost knots.
+
+Whole networks: :func:`from_pykan_network` (a pykan ``KAN``, node scales and biases folded into the
+layers) and :func:`from_efficient_kan_network` (the ``state_dict`` of an efficient-kan ``KAN``) return
+an ``nn.Sequential`` of ``KANLinear`` with the same outputs.
 """
 
 from .efficient_kan import from_efficient_kan
