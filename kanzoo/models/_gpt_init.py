@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 import inspect
 from typing import Any
 
 import torch
 from torch import nn
 
-from kanzoo.layers import Basis, KANLinear, get_linear_layer, list_layer_specs
+from kanzoo.layers import Basis, KANLinear
 
-__all__ = ["fresh_copy", "is_kan_module", "kan_layers_meta_safe", "reset_unloaded"]
-
-
-@functools.cache
-def kan_layers_meta_safe() -> bool:
-    """Whether every KAN layer spec can be constructed on the meta device.
-
-    ``from_pretrained`` builds models there; a layer whose constructor needs real data (for
-    example to copy a buffer to the CPU) cannot, and the model is then built on the CPU instead.
-    """
-    try:
-        with torch.device("meta"):
-            for spec in list_layer_specs():
-                if spec != "linear":
-                    get_linear_layer(spec)(2, 2)
-    except Exception:
-        return False
-    return True
+__all__ = ["fresh_copy", "is_kan_module", "reset_unloaded"]
 
 
 def is_kan_module(module: nn.Module) -> bool:

@@ -34,7 +34,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutpu
 from kanzoo.layers import get_linear_layer
 from kanzoo.models._base import CheckpointMismatchError
 from kanzoo.models._gpt_config import KanGPTConfig
-from kanzoo.models._gpt_init import is_kan_module, kan_layers_meta_safe, reset_unloaded
+from kanzoo.models._gpt_init import is_kan_module, reset_unloaded
 from kanzoo.models._registry import register_family
 
 __all__ = [
@@ -248,14 +248,6 @@ class KanGPTPreTrainedModel(PreTrainedModel):
             reset_unloaded(module)
         if isinstance(module, (KanGPTAttention, KanGPTMLP)) and isinstance(module.c_proj, nn.Linear):
             init.normal_(module.c_proj.weight, mean=0.0, std=std / math.sqrt(2 * self.config.n_layer))
-
-    @classmethod
-    def get_init_context(cls, *args: Any, **kwargs: Any) -> list:
-        """transformers' loading contexts, minus the meta device if KAN layers cannot be built there."""
-        contexts = super().get_init_context(*args, **kwargs)
-        if kan_layers_meta_safe():
-            return contexts
-        return [c for c in contexts if not (isinstance(c, torch.device) and c.type == "meta")]
 
     @classmethod
     def from_pretrained(cls, *args: Any, strict: bool = True, **kwargs: Any):
