@@ -15,23 +15,36 @@ input resolution and a 1x1 conv gives the logits: 1 channel (binary, use a sigmo
 
 The network stride is ``2 ** (len(conv_channels) + len(token_dims))`` (32 by default); height and
 width must be multiples of it.
+
+``variant="ukan"`` reproduces the details of the reference U-KAN (``UKAN`` in CUHK-AIM-Group/U-KAN,
+``Seg_UKAN/archs.py``) so its checkpoints import with identical outputs
+(:func:`kanzoo.convert.ukan.from_ukan`): the conv3x3 of every conv pair has a bias, the KAN token
+layers have none (U-KAN's ``KANLinear`` is efficient-kan's, bias-free; its ``no_kan`` Linear twin
+keeps ``nn.Linear``'s bias), the token hidden width equals the token dimension, drop-path rates follow
+U-KAN's schedule and the weights start from U-KAN's initialisation. U-KAN's own layout (its
+``embed_dims=[e0, e1, e2]``) is ``conv_channels=[e0 // 8, e0 // 4, e0]``, ``token_dims=[e1, e2]``:
+see :func:`ukan_layout` and the registered ``kan_unet_ukan_*`` / ``unet_ukan_*`` models.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kanzoo.layers import get_conv_layer, get_linear_layer
+from kanzoo.layers import KANLinear, get_conv_layer, get_linear_layer
+from kanzoo.layers.bases.bspline import BSplineBasis
 from kanzoo.models._base import KanzooConfig, KanzooModel, matched_width
 
 from ._registry import register_family, register_model
 
-__all__ = ["KANUNet", "KANUNetConfig", "TokenBlock", "TokenKANLayer"]
+__all__ = ["KANUNet", "KANUNetConfig", "TokenBlock", "TokenKANLayer", "ukan_layout"]
+
+_VARIANTS = ("kanzoo", "ukan")
 
 
 @dataclasses.dataclass
@@ -52,6 +65,8 @@ class KANUNetConfig(KanzooConfig):
         layer_kwargs: Extra options for the token layer factory (e.g. ``{"grid_size": 5}``).
         drop_path_rate: Stochastic depth rate, linearly increasing over the token blocks.
         img_size: Nominal input size (FLOP table; any multiple of the stride works).
+        variant: ``"kanzoo"`` (default) or ``"ukan"``: the reference U-KAN's details (conv biases,
+            bias-free KAN token layers, ``mlp_ratio`` 1, its drop-path schedule and initialisation).
     """
 
     in_chans: int = 3
@@ -65,6 +80,7 @@ class KANUNetConfig(KanzooConfig):
     layer_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     drop_path_rate: float = 0.0
     img_size: int = 64
+    variant: str = "kanzoo"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -82,6 +98,13 @@ class KANUNetConfig(KanzooConfig):
             )
         if self.mlp_ratio <= 0:
             raise ValueError(f"mlp_ratio must be positive, got {self.mlp_ratio}")
+        if self.variant not in _VARIANTS:
+            raise ValueError(f"variant must be one of {_VARIANTS}, got {self.variant!r}")
+        if self.variant == "ukan" and self.mlp_ratio != 1.0:
+            raise ValueError(
+                f"variant='ukan' has token hidden width equal to the token dimension (mlp_ratio=1.0), "
+                f"got mlp_ratio={self.mlp_ratio}"
+            )
 
     @property
     def stride(self) -> int:
@@ -89,13 +112,29 @@ class KANUNetConfig(KanzooConfig):
         return 2 ** (len(self.conv_channels) + len(self.token_dims))
 
 
-def _conv_pair(conv: Any, in_ch: int, mid_ch: int, out_ch: int) -> nn.Sequential:
+def ukan_layout(embed_dims: list[int] | tuple[int, ...]) -> dict[str, list[int]]:
+    """The ``conv_channels``/``token_dims`` of U-KAN's ``UKAN(embed_dims=[e0, e1, e2])``.
+
+    Args:
+        embed_dims: U-KAN's three widths (its default is ``[256, 320, 512]``, its trainer's
+            ``[128, 160, 256]``); ``e0 >= 8``.
+
+    Returns:
+        ``{"conv_channels": [e0 // 8, e0 // 4, e0], "token_dims": [e1, e2]}``.
+    """
+    dims = [int(d) for d in embed_dims]
+    if len(dims) != 3 or dims[0] < 8 or min(dims) < 1:
+        raise ValueError(f"U-KAN embed_dims must be three widths with embed_dims[0] >= 8, got {embed_dims!r}")
+    return {"conv_channels": [dims[0] // 8, dims[0] // 4, dims[0]], "token_dims": dims[1:]}
+
+
+def _conv_pair(conv: Any, in_ch: int, mid_ch: int, out_ch: int, *, bias: bool = False) -> nn.Sequential:
     """conv3x3-BN-ReLU twice."""
     return nn.Sequential(
-        conv(in_ch, mid_ch, 3, padding=1, bias=False),
+        conv(in_ch, mid_ch, 3, padding=1, bias=bias),
         nn.BatchNorm2d(mid_ch),
         nn.ReLU(inplace=True),
-        conv(mid_ch, out_ch, 3, padding=1, bias=False),
+        conv(mid_ch, out_ch, 3, padding=1, bias=bias),
         nn.BatchNorm2d(out_ch),
         nn.ReLU(inplace=True),
     )
@@ -123,15 +162,16 @@ class TokenKANLayer(nn.Module):
         dim: Token dimension (input and output).
         hidden: Hidden width.
         linear_layer: Constructor ``(in, out, *, bias) -> nn.Module`` from ``get_linear_layer``.
+        bias: Give the three token-wise maps a bias.
     """
 
-    def __init__(self, dim: int, hidden: int, linear_layer: Any) -> None:
+    def __init__(self, dim: int, hidden: int, linear_layer: Any, *, bias: bool = True) -> None:
         super().__init__()
-        self.fc1 = linear_layer(dim, hidden, bias=True)
+        self.fc1 = linear_layer(dim, hidden, bias=bias)
         self.mix1 = DepthwiseMix(hidden)
-        self.fc2 = linear_layer(hidden, hidden, bias=True)
+        self.fc2 = linear_layer(hidden, hidden, bias=bias)
         self.mix2 = DepthwiseMix(hidden)
-        self.fc3 = linear_layer(hidden, dim, bias=True)
+        self.fc3 = linear_layer(hidden, dim, bias=bias)
         self.mix3 = DepthwiseMix(dim)
 
     def forward(self, tokens: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
@@ -158,10 +198,12 @@ class DropPath(nn.Module):
 class TokenBlock(nn.Module):
     """Pre-norm residual token block: ``x + drop_path(TokenKANLayer(LayerNorm(x)))``."""
 
-    def __init__(self, dim: int, hidden: int, linear_layer: Any, *, drop_path: float = 0.0) -> None:
+    def __init__(
+        self, dim: int, hidden: int, linear_layer: Any, *, drop_path: float = 0.0, bias: bool = True
+    ) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(dim)
-        self.layer = TokenKANLayer(dim, hidden, linear_layer)
+        self.layer = TokenKANLayer(dim, hidden, linear_layer, bias=bias)
         self.drop_path = DropPath(drop_path)
 
     def forward(self, tokens: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
@@ -171,9 +213,13 @@ class TokenBlock(nn.Module):
 class TokenStage(nn.Module):
     """Token blocks on a feature map: ``(B, C, H, W) -> (B, C, H, W)``, LayerNorm at the end."""
 
-    def __init__(self, dim: int, hidden: int, linear_layer: Any, *, drop_paths: list[float]) -> None:
+    def __init__(
+        self, dim: int, hidden: int, linear_layer: Any, *, drop_paths: list[float], bias: bool = True
+    ) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(TokenBlock(dim, hidden, linear_layer, drop_path=p) for p in drop_paths)
+        self.blocks = nn.ModuleList(
+            TokenBlock(dim, hidden, linear_layer, drop_path=p, bias=bias) for p in drop_paths
+        )
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, fmap: torch.Tensor) -> torch.Tensor:
@@ -195,6 +241,44 @@ class PatchEmbed(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.proj(x)
         return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+@torch.no_grad()
+def _ukan_init_kan(layer: KANLinear) -> None:
+    """U-KAN's KANLinear start: standalone spline scale kaiming-uniform, spline weights fitted to noise.
+
+    The spline coefficients are the least-squares fit of uniform noise in ``±0.05 / G`` sampled at the
+    ``G + 1`` knots inside the grid range; the base weight keeps kanzoo's (identical) kaiming init.
+    """
+    if layer.spline_scaler is not None:
+        nn.init.kaiming_uniform_(layer.spline_scaler, a=math.sqrt(5))
+    basis = layer.basis
+    if not isinstance(basis, BSplineBasis):
+        return
+    k, g = basis.spline_order, basis.grid_size
+    points = basis.grid[:, k : k + g + 1].T.to(layer.spline_weight.dtype)  # (G + 1, in)
+    noise = (torch.rand(g + 1, layer.in_features, layer.out_features, dtype=points.dtype) - 0.5) * (0.1 / g)
+    values = basis(points).transpose(0, 1)  # (in, G + 1, n)
+    coeff = torch.linalg.lstsq(values, noise.transpose(0, 1).to(values.device)).solution  # (in, n, out)
+    layer.spline_weight.copy_(coeff.permute(2, 0, 1))
+
+
+@torch.no_grad()
+def _ukan_init(module: nn.Module) -> None:
+    """U-KAN's initialisation of its token stages and patch embeddings (the conv pairs keep torch's)."""
+    if any(p.is_meta for p in module.parameters(recurse=False)):
+        return
+    if isinstance(module, KANLinear):
+        _ukan_init_kan(module)
+    elif isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Conv2d):
+        fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels // module.groups
+        nn.init.normal_(module.weight, 0.0, math.sqrt(2.0 / fan_out))
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
 
 
 class KANUNet(nn.Module, KanzooModel):
@@ -220,8 +304,19 @@ class KANUNet(nn.Module, KanzooModel):
         self.num_classes = cfg.num_classes
         self.in_chans = cfg.in_chans
         depths = list(cfg.depths or [])
-        total = 2 * sum(depths)
-        rates = [cfg.drop_path_rate * i / max(total - 1, 1) for i in range(total)]
+        ukan = cfg.variant == "ukan"
+        conv_bias = ukan
+        token_bias = not ukan or cfg.token_layer.lower() == "linear"
+        if ukan:
+            # U-KAN: token stage i and decoder token level i share rate i * r / (stages + 1)
+            # (linspace(0, r, 3) over its one-block stages: 0 for the first, r / 2 for the second).
+            n_stages = len(cfg.token_dims)
+            per_stage = [cfg.drop_path_rate * i / n_stages for i in range(n_stages)]
+            rates = [r for r, d in zip(per_stage, depths) for _ in range(d)]
+            rates += [r for level in range(n_stages) for r in [per_stage[level]] * depths[-1 - level]]
+        else:
+            total = 2 * sum(depths)
+            rates = [cfg.drop_path_rate * i / max(total - 1, 1) for i in range(total)]
 
         def hidden(dim: int) -> int:
             return max(1, int(round(dim * cfg.mlp_ratio)))
@@ -229,7 +324,7 @@ class KANUNet(nn.Module, KanzooModel):
         self.encoder = nn.ModuleList()
         in_ch = cfg.in_chans
         for ch in cfg.conv_channels:
-            self.encoder.append(_conv_pair(conv, in_ch, ch, ch))
+            self.encoder.append(_conv_pair(conv, in_ch, ch, ch, bias=conv_bias))
             in_ch = ch
         self.embeds = nn.ModuleList()
         self.token_stages = nn.ModuleList()
@@ -237,7 +332,7 @@ class KANUNet(nn.Module, KanzooModel):
         for dim, depth in zip(cfg.token_dims, depths):
             self.embeds.append(PatchEmbed(in_ch, dim))
             self.token_stages.append(
-                TokenStage(dim, hidden(dim), linear, drop_paths=rates[start : start + depth])
+                TokenStage(dim, hidden(dim), linear, drop_paths=rates[start : start + depth], bias=token_bias)
             )
             start += depth
             in_ch = dim
@@ -247,16 +342,25 @@ class KANUNet(nn.Module, KanzooModel):
         self.decoder = nn.ModuleList()
         self.decoder_tokens = nn.ModuleList()
         for level, skip_ch in enumerate(reversed(skips)):
-            self.decoder.append(_conv_pair(conv, in_ch, in_ch, skip_ch))
+            self.decoder.append(_conv_pair(conv, in_ch, in_ch, skip_ch, bias=conv_bias))
             if level < len(cfg.token_dims):
                 depth = depths[len(depths) - 1 - level]
                 self.decoder_tokens.append(
-                    TokenStage(skip_ch, hidden(skip_ch), linear, drop_paths=rates[start : start + depth])
+                    TokenStage(
+                        skip_ch,
+                        hidden(skip_ch),
+                        linear,
+                        drop_paths=rates[start : start + depth],
+                        bias=token_bias,
+                    )
                 )
                 start += depth
             in_ch = skip_ch
-        self.final = _conv_pair(conv, in_ch, in_ch, in_ch)
+        self.final = _conv_pair(conv, in_ch, in_ch, in_ch, bias=conv_bias)
         self.head = nn.Conv2d(in_ch, cfg.num_classes, 1)
+        if ukan:
+            for part in (self.embeds, self.token_stages, self.decoder_tokens):
+                part.apply(_ukan_init)
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ``ValueError`` unless ``x`` is ``(B, in_chans, H, W)`` with H, W multiples of the stride."""
@@ -368,3 +472,55 @@ def unet_tiny_matched(**overrides: Any) -> KANUNet:
 def unet_small_matched(**overrides: Any) -> KANUNet:
     """Twin of kan_unet_small with token hidden width matched to within 5% of its parameters."""
     return _matched("small", overrides)
+
+
+# ------------------------------------------------------------------------------------------------
+# The reference U-KAN (variant="ukan"), named by the widths of its embed_dims. base is UKAN's own
+# default [256, 320, 512], small its trainer's default [128, 160, 256]; tiny fits the CPU tests.
+# ``embed_dims=[e0, e1, e2]`` may be passed as an override to get any other U-KAN width.
+# ------------------------------------------------------------------------------------------------
+
+_UKAN_DIMS: dict[str, list[int]] = {"tiny": [32, 48, 64], "small": [128, 160, 256], "base": [256, 320, 512]}
+
+
+def _build_ukan(size: str, token_layer: str, overrides: dict[str, Any]) -> KANUNet:
+    overrides = dict(overrides)
+    layout = ukan_layout(overrides.pop("embed_dims", _UKAN_DIMS[size]))
+    cfg = {**layout, "token_layer": token_layer, "variant": "ukan", **overrides}
+    return KANUNet(KANUNetConfig.from_dict(cfg))
+
+
+@register_model(family="kan_unet", aliases=("kan_unet_ukan",), **_META)
+def kan_unet_ukan_tiny(**overrides: Any) -> KANUNet:
+    """The reference U-KAN at embed_dims [32, 48, 64] (conv 4/8/32, KAN token stages 48/64)."""
+    return _build_ukan("tiny", "kan", overrides)
+
+
+@register_model(family="kan_unet", **_META)
+def kan_unet_ukan_small(**overrides: Any) -> KANUNet:
+    """The reference U-KAN at its trainer's default embed_dims [128, 160, 256]."""
+    return _build_ukan("small", "kan", overrides)
+
+
+@register_model(family="kan_unet", **_META)
+def kan_unet_ukan_base(**overrides: Any) -> KANUNet:
+    """The reference U-KAN at its constructor's default embed_dims [256, 320, 512]."""
+    return _build_ukan("base", "kan", overrides)
+
+
+@register_model(family="unet", twin_of="kan_unet_ukan_tiny", aliases=("unet_ukan",), **_META)
+def unet_ukan_tiny(**overrides: Any) -> KANUNet:
+    """U-KAN's ``no_kan`` twin (Linear token layers) of kan_unet_ukan_tiny."""
+    return _build_ukan("tiny", "linear", overrides)
+
+
+@register_model(family="unet", twin_of="kan_unet_ukan_small", **_META)
+def unet_ukan_small(**overrides: Any) -> KANUNet:
+    """U-KAN's ``no_kan`` twin of kan_unet_ukan_small."""
+    return _build_ukan("small", "linear", overrides)
+
+
+@register_model(family="unet", twin_of="kan_unet_ukan_base", **_META)
+def unet_ukan_base(**overrides: Any) -> KANUNet:
+    """U-KAN's ``no_kan`` twin of kan_unet_ukan_base."""
+    return _build_ukan("base", "linear", overrides)
