@@ -13,6 +13,8 @@ building it with many small eager kernels is what makes them slow. Here:
   (basis function, activation, dtype), shared by every layer instance and batch size because
   knots are passed as tensors. Disable with ``KANZOO_COMPILE=0`` or :func:`set_compile`; if
   compilation fails the eager functions are used silently.
+* :func:`run_kernel` gives the same compile-or-eager dispatch to any pure elementwise kernel
+  ``fn(x, *args)``; the rational basis uses it for its fused forward and backward.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ __all__ = [
     "build_features",
     "compile_enabled",
     "run_fused",
+    "run_kernel",
     "set_compile",
 ]
 
@@ -122,37 +125,64 @@ def _fresh_copy(fn: Callable, tag: str) -> Callable:
     return types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
 
 
+def _can_compile(x: torch.Tensor) -> bool:
+    return (
+        _state["enabled"]
+        and x.numel() > 0
+        and not torch.is_grad_enabled()
+        and not torch.compiler.is_compiling()
+    )
+
+
+def _call_compiled(key: tuple, fn: Callable, tag: str, call_args: tuple) -> tuple[bool, object]:
+    """Call the cached compiled copy of ``fn`` on ``call_args``; ``(False, None)`` when unavailable.
+
+    Tensor arguments are detached and their first dimension (the batch) is marked dynamic: one
+    kernel serves every batch size. Python ints in ``call_args`` stay static so loops unroll.
+    """
+    compiled = _compiled.get(key, _MISSING)
+    if compiled is _MISSING:
+        # A second feature count makes dynamo generalize the feature dimension too.
+        compiled = _compiled[key] = torch.compile(_fresh_copy(fn, tag), dynamic=None)
+    if compiled is None:
+        return False, None
+    try:
+        targs = [a.detach() if torch.is_tensor(a) else a for a in call_args]
+        for t in targs:
+            if torch.is_tensor(t) and t.dim() >= 2:
+                torch._dynamo.maybe_mark_dynamic(t, 0)
+        return True, compiled(*targs)
+    except Exception as err:  # compilation problems must never break a forward pass
+        logger.info("kanzoo: torch.compile of %s failed, using eager (%s)", fn.__name__, err)
+        _compiled[key] = None
+        return False, None
+
+
 def run_fused(fn: Callable, x: torch.Tensor, act: str | None, basis_fn: Callable, *args):
     """Run ``fn(x, act, basis_fn, *args)`` compiled when enabled and possible, else eagerly.
 
     Empty inputs, an enclosing ``torch.compile`` and ``create_graph`` backward passes (grad mode
     on) always run eagerly: the enclosing compiler fuses by itself, double backward needs autograd.
     """
-    if (
-        _state["enabled"]
-        and x.numel() > 0
-        and not torch.is_grad_enabled()
-        and not torch.compiler.is_compiling()
-    ):
-        key = (fn, act, basis_fn)
-        compiled = _compiled.get(key, _MISSING)
-        if compiled is _MISSING:
-            # The batch dimension is marked dynamic below (one kernel for every batch size); a
-            # second feature count makes dynamo generalize that dimension too. Python ints (spline
-            # order, number of basis functions) stay static so loops and powers unroll.
-            tag = f"{act}_{getattr(basis_fn, '__name__', 'basis')}"
-            compiled = _compiled[key] = torch.compile(_fresh_copy(fn, tag), dynamic=None)
-        if compiled is not None:
-            try:
-                targs = [a.detach() if torch.is_tensor(a) else a for a in (x, *args)]
-                for t in targs:
-                    if torch.is_tensor(t) and t.dim() >= 2:
-                        torch._dynamo.maybe_mark_dynamic(t, 0)
-                return compiled(targs[0], act, basis_fn, *targs[1:])
-            except Exception as err:  # compilation problems must never break a forward pass
-                logger.info("kanzoo: torch.compile of %s failed, using eager (%s)", fn.__name__, err)
-                _compiled[key] = None
+    if _can_compile(x):
+        tag = f"{act}_{getattr(basis_fn, '__name__', 'basis')}"
+        ok, out = _call_compiled((fn, act, basis_fn), fn, tag, (x, act, basis_fn, *args))
+        if ok:
+            return out
     return fn(x, act, basis_fn, *args)
+
+
+def run_kernel(fn: Callable, x: torch.Tensor, *args):
+    """Run the pure elementwise kernel ``fn(x, *args)`` compiled when enabled and possible.
+
+    Same rules as :func:`run_fused` (eager for empty inputs, inside ``torch.compile`` and when
+    grad mode is on); used by bases with trainable coefficients and their own autograd Function.
+    """
+    if _can_compile(x):
+        ok, out = _call_compiled((fn, None, None), fn, "kernel", (x, *args))
+        if ok:
+            return out
+    return fn(x, *args)
 
 
 # ---------------------------------------------------------------------------------------------
