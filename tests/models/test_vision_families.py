@@ -195,3 +195,65 @@ def test_matched_twin_follows_overrides():
     assert twin.config.conv_layer == "conv" and twin.config.layer_kwargs == {}
     assert abs(zoo.count_parameters(twin) - kan) <= 0.05 * kan
     assert twin.config.base_width > zoo.create_model("cnn_tiny_matched", num_classes=3).config.base_width
+
+
+# -- KAN-UNet, variant="ukan" (the reference U-KAN; its import is tested in tests/convert) ------
+
+
+def test_ukan_variant_biases_differ_only_where_ukan_differs():
+    from kanzoo.models.kan_unet import TokenStage
+
+    default = zoo.create_model("kan_unet_tiny")
+    ukan = zoo.create_model("kan_unet_ukan_tiny")
+    twin = zoo.create_model("unet_ukan_tiny")
+    for model, conv_bias, token_bias in ((default, False, True), (ukan, True, False), (twin, True, True)):
+        pairs = [*model.encoder, *model.decoder, model.final]
+        assert all((m.bias is not None) == conv_bias for p in pairs for m in p if isinstance(m, nn.Conv2d))
+        stages = [m for m in model.modules() if isinstance(m, TokenStage)]
+        fcs = [getattr(b.layer, f"fc{i}") for s in stages for b in s.blocks for i in (1, 2, 3)]
+        assert fcs and all((fc.bias is not None) == token_bias for fc in fcs)
+    assert all(isinstance(fc, KANLinear) for fc in ukan.modules() if hasattr(fc, "spline_weight"))
+    assert ukan.config.layer_kwargs == {} and ukan.config.mlp_ratio == 1.0
+
+
+def test_ukan_variant_drop_path_schedule_is_ukans():
+    """U-KAN: dpr = linspace(0, r, 3); block1/dblock1 take dpr[0], block2/dblock2 take dpr[1]."""
+    rate = 0.3
+    model = zoo.create_model("kan_unet_ukan_tiny", drop_path_rate=rate)
+    dpr = torch.linspace(0, rate, 3).tolist()
+    enc = [s.blocks[0].drop_path.p for s in model.token_stages]
+    dec = [s.blocks[0].drop_path.p for s in model.decoder_tokens]
+    assert enc == pytest.approx(dpr[:2]) and dec == pytest.approx(dpr[:2])
+
+
+def test_ukan_variant_initialisation():
+    torch.manual_seed(0)
+    model = zoo.create_model("kan_unet_ukan_tiny")
+    layer = model.token_stages[1].blocks[0].layer
+    fc = layer.fc1
+    bound = 1 / fc.in_features**0.5  # kaiming_uniform(a=sqrt(5)) of the standalone spline scale
+    assert fc.spline_scaler.abs().max() <= bound and fc.spline_scaler.std() > bound / 4
+    # spline coefficients interpolate noise in +-0.05/G at the G + 1 knots inside the range
+    k, g = fc.basis.spline_order, fc.basis.grid_size
+    knots = fc.basis.grid[:, k : k + g + 1].T
+    with torch.no_grad():
+        values = torch.einsum("nif,oif->noi", fc.basis(knots), fc.spline_weight)
+    assert values.abs().max() <= 0.05 / g + 1e-6 and values.abs().max() > 0.05 / g / 2
+    # depthwise convs: normal(0, sqrt(2 / fan_out)) with fan_out = 9, zero bias; the conv pairs keep torch's
+    dw = layer.mix1.conv
+    assert not dw.bias.any() and abs(dw.weight.std().item() - (2 / 9) ** 0.5) < 0.1
+    assert model.encoder[0][0].bias.any()
+    twin_fc = zoo.create_model("unet_ukan_tiny").token_stages[0].blocks[0].layer.fc1
+    assert not twin_fc.bias.any() and abs(twin_fc.weight.std().item() - 0.02) < 0.002  # trunc_normal(.02)
+
+
+def test_ukan_variant_validation():
+    from kanzoo.models.kan_unet import ukan_layout
+
+    assert ukan_layout([256, 320, 512]) == {"conv_channels": [32, 64, 256], "token_dims": [320, 512]}
+    with pytest.raises(ValueError, match="three widths"):
+        ukan_layout([4, 8])
+    with pytest.raises(ValueError, match="mlp_ratio=1.0"):
+        zoo.create_model("kan_unet_ukan_tiny", mlp_ratio=2.0)
+    with pytest.raises(ValueError, match="variant must be one of"):
+        zoo.create_model("kan_unet_tiny", variant="unext")
