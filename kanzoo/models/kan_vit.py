@@ -32,6 +32,8 @@ from ._registry import register_family, register_model
 
 __all__ = ["KANMlp", "KANViT", "KANViTConfig"]
 
+_RATIONAL_INITS = ("gelu", "silu", "identity")
+
 
 class KANMlp(nn.Module):
     """Transformer feed-forward ``fc2(act(fc1(x)))`` whose linear maps come from the layer factory.
@@ -48,6 +50,8 @@ class KANMlp(nn.Module):
         drop: Dropout after the activation and after ``fc2``.
         layer: Linear spec: ``"kan_rational"`` (GR-KAN), ``"kan"`` (B-spline), ``"linear"``, ...
         layer_kwargs: Extra options for the factory (both layers).
+        rational_init: Starting function of ``fc2``'s rational for ``layer="kan_rational"``
+            (``"gelu"``, ``"silu"`` i.e. swish, or ``"identity"``); ``fc1``'s starts as the identity.
         device: Device for the parameters.
         dtype: Dtype for the parameters.
     """
@@ -64,6 +68,7 @@ class KANMlp(nn.Module):
         *,
         layer: str = "kan_rational",
         layer_kwargs: dict[str, Any] | None = None,
+        rational_init: str = "gelu",
         device: Any = None,
         dtype: Any = None,
     ) -> None:
@@ -75,9 +80,9 @@ class KANMlp(nn.Module):
         if isinstance(layer, str) and layer.lower() == "kan_rational":
             # GR-KAN is y = W R(x) + b: a per-edge scale on top of W would only duplicate W.
             kwargs.setdefault("spline_scaler", False)
-            # KAT initialisation: identity rational before fc1, GELU-shaped rational before fc2.
+            # KAT initialisation: identity rational before fc1, GELU/swish-shaped rational before fc2.
             fc1 = get_linear_layer(layer, **{"init": "identity", **kwargs})
-            fc2 = get_linear_layer(layer, **{"init": "gelu", **kwargs})
+            fc2 = get_linear_layer(layer, **{"init": rational_init, **kwargs})
         else:
             fc1 = fc2 = get_linear_layer(layer, **kwargs)
         self.fc1 = fc1(in_features, hidden, bias=bias)
@@ -130,6 +135,9 @@ class KANViTConfig(KanzooConfig):
         qkv_bias: Bias in the qkv projection.
         mlp_layer: FFN linear spec: ``"kan_rational"`` (default), ``"kan"`` (B-spline), ``"linear"``.
         layer_kwargs: Extra options for the FFN layer factory (e.g. ``{"num_groups": 4}``).
+        rational_init: Starting function of the rational before each block's ``fc2`` with GR-KAN
+            FFNs: ``"gelu"`` (default) or ``"silu"`` (swish, the default of KAT's ``kat_*`` models).
+        init_values: Layer-scale initial value (timm's ``init_values``; ``None``: no layer scale).
         drop_rate: Dropout before the head.
         proj_drop_rate: Dropout in attention projection and FFN.
         attn_drop_rate: Attention dropout.
@@ -149,6 +157,8 @@ class KANViTConfig(KanzooConfig):
     qkv_bias: bool = True
     mlp_layer: str = "kan_rational"
     layer_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    rational_init: str = "gelu"
+    init_values: float | None = None
     drop_rate: float = 0.0
     proj_drop_rate: float = 0.0
     attn_drop_rate: float = 0.0
@@ -165,6 +175,10 @@ class KANViTConfig(KanzooConfig):
             raise ValueError(f"img_size {self.img_size} must be a multiple of patch_size {self.patch_size}")
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim {self.embed_dim} must be divisible by num_heads {self.num_heads}")
+        if self.rational_init not in _RATIONAL_INITS:
+            raise ValueError(f"rational_init must be one of {_RATIONAL_INITS}, got {self.rational_init!r}")
+        if self.init_values is not None and not float(self.init_values) > 0:
+            raise ValueError(f"init_values must be positive or None, got {self.init_values!r}")
 
 
 class KANViT(VisionTransformer, KanzooModel):
@@ -182,7 +196,12 @@ class KANViT(VisionTransformer, KanzooModel):
 
     def __init__(self, config: KANViTConfig | dict | None = None, **overrides: Any) -> None:
         cfg = self._make_config(config, overrides)
-        mlp = functools.partial(KANMlp, layer=cfg.mlp_layer, layer_kwargs=dict(cfg.layer_kwargs))
+        mlp = functools.partial(
+            KANMlp,
+            layer=cfg.mlp_layer,
+            layer_kwargs=dict(cfg.layer_kwargs),
+            rational_init=cfg.rational_init,
+        )
         super().__init__(
             img_size=cfg.img_size,
             patch_size=cfg.patch_size,
@@ -194,6 +213,7 @@ class KANViT(VisionTransformer, KanzooModel):
             num_heads=cfg.num_heads,
             mlp_ratio=cfg.mlp_ratio,
             qkv_bias=cfg.qkv_bias,
+            init_values=cfg.init_values,
             drop_rate=cfg.drop_rate,
             proj_drop_rate=cfg.proj_drop_rate,
             attn_drop_rate=cfg.attn_drop_rate,
@@ -220,7 +240,12 @@ register_family("kan_vit", KANViT)
 
 # ------------------------------------------------------------------------------------------------
 # Registered sizes. tiny/small train on 32x32 images (4x4 patches) on a 2-core CPU; the
-# *_patch16_224 variants have the standard ViT-Ti/S shapes for ImageNet-scale training.
+# *_patch16_224 variants have the standard ViT-Ti/S/B shapes for ImageNet-scale training and are
+# KAT's models (GitHub Adamdad/kat, katransformer.py): same widths, depths, heads, mlp_ratio 4,
+# 8 rational groups, qkv bias, class token, LayerNorm(eps=1e-6), no layer scale.
+# kan_vit_<size>_patch16_224 is kat_<size>_gelu_patch16_224 (fc2's rational starts as GELU) and
+# kan_vit_<size>_swish_patch16_224 is kat_<size>_patch16_224 / kat_<size>_swish_patch16_224.
+# kanzoo.convert.kat.from_kat loads KAT's checkpoints into them.
 # ------------------------------------------------------------------------------------------------
 
 _SIZES: dict[str, dict[str, Any]] = {
@@ -232,12 +257,15 @@ _SIZES: dict[str, dict[str, Any]] = {
     "small_patch16_224": dict(
         img_size=224, patch_size=16, embed_dim=384, depth=12, num_heads=6, num_classes=1000
     ),
+    "base_patch16_224": dict(
+        img_size=224, patch_size=16, embed_dim=768, depth=12, num_heads=12, num_classes=1000
+    ),
 }
 _META = dict(task="classification", default_data="digits")
 
 
-def _build(size: str, mlp_layer: str, overrides: dict[str, Any]) -> KANViT:
-    return KANViT(KANViTConfig.from_dict({**_SIZES[size], "mlp_layer": mlp_layer, **overrides}))
+def _build(size: str, mlp_layer: str, overrides: dict[str, Any], **preset: Any) -> KANViT:
+    return KANViT(KANViTConfig.from_dict({**_SIZES[size], "mlp_layer": mlp_layer, **preset, **overrides}))
 
 
 def _input_size(size: str) -> tuple[int, int, int]:
@@ -288,6 +316,30 @@ def kan_vit_tiny_patch16_224(**overrides: Any) -> KANViT:
 def kan_vit_small_patch16_224(**overrides: Any) -> KANViT:
     """KAN-ViT with ViT-S/16 shapes (224x224, width 384, 12 blocks, 6 heads), GR-KAN FFNs."""
     return _build("small_patch16_224", "kan_rational", overrides)
+
+
+@register_model(family="kan_vit", input_size=_input_size("base_patch16_224"), **_META)
+def kan_vit_base_patch16_224(**overrides: Any) -> KANViT:
+    """KAN-ViT with ViT-B/16 shapes (224x224, width 768, 12 blocks, 12 heads), GR-KAN FFNs."""
+    return _build("base_patch16_224", "kan_rational", overrides)
+
+
+@register_model(family="kan_vit", input_size=_input_size("tiny_patch16_224"), **_META)
+def kan_vit_tiny_swish_patch16_224(**overrides: Any) -> KANViT:
+    """KAT-Tiny (``kat_tiny_patch16_224``): ViT-Ti/16 shapes, fc2's rational starts as swish."""
+    return _build("tiny_patch16_224", "kan_rational", overrides, rational_init="silu")
+
+
+@register_model(family="kan_vit", input_size=_input_size("small_patch16_224"), **_META)
+def kan_vit_small_swish_patch16_224(**overrides: Any) -> KANViT:
+    """KAT-Small (``kat_small_patch16_224``): ViT-S/16 shapes, fc2's rational starts as swish."""
+    return _build("small_patch16_224", "kan_rational", overrides, rational_init="silu")
+
+
+@register_model(family="kan_vit", input_size=_input_size("base_patch16_224"), **_META)
+def kan_vit_base_swish_patch16_224(**overrides: Any) -> KANViT:
+    """KAT-Base (``kat_base_patch16_224``): ViT-B/16 shapes, fc2's rational starts as swish."""
+    return _build("base_patch16_224", "kan_rational", overrides, rational_init="silu")
 
 
 @register_model(
