@@ -2,6 +2,7 @@
 
     python benchmarks/layers.py            # full table (a few minutes on 2 cores)
     python benchmarks/layers.py --quick    # fewer repetitions
+    python benchmarks/layers.py --rational # only the GR-KAN (rational) section
 
 For every shape the candidates are timed interleaved (A, B, C, A, B, C, ...) and the medians are
 reported, so load from other processes on a shared machine hits all candidates alike. Ratios are
@@ -9,6 +10,12 @@ against (a) ``nn.Linear`` + SiLU of the same shape and (b) a parameter-matched M
 ``in -> h -> out`` with SiLU (``h`` chosen so its parameter count equals the KAN layer's).
 "Saved" is the memory kept for backward: the sum of unique storage bytes passed through
 ``torch.autograd.graph.saved_tensors_hooks`` during one forward.
+
+The GR-KAN section times, interleaved in one run, the rational ``KANLinear`` as KAN-ViT uses it
+(``get_linear_layer("kan_rational")``: no base branch) with the fused autograd Function, the same
+layer on the plain-autograd formula (``basis.fused = False``, same weights) and an MLP with the
+same parameter count; then one KAN-ViT tiny training step (forward+backward of a batch) fused vs
+plain autograd, next to its MLP twin ``vit_tiny``.
 """
 
 from __future__ import annotations
@@ -22,8 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import kanzoo
 import kanzoo.layers as kl
-from kanzoo.layers import KANConv2d, KANLinear
+from kanzoo.layers import KANConv2d, KANLinear, get_linear_layer
+from kanzoo.layers.bases import RationalBasis
 
 
 class LinearSiLU(nn.Module):
@@ -147,10 +156,67 @@ def conv_table(reps: int) -> list[tuple]:
     return rows
 
 
+def set_rational_fused(model: nn.Module, fused: bool) -> nn.Module:
+    """Switch every rational basis of ``model`` between the fused Function and plain autograd."""
+    for mod in model.modules():
+        if isinstance(mod, RationalBasis):
+            mod.fused = fused
+    return model
+
+
+def rational_table(d: int, batch: int, reps: int) -> list[tuple]:
+    """GR-KAN ``KANLinear`` (fused, plain autograd) vs a parameter-matched MLP, interleaved."""
+    x = torch.randn(batch, d)
+    fused = get_linear_layer("kan_rational")(d, d)
+    plain = set_rational_fused(get_linear_layer("kan_rational")(d, d), False)
+    plain.load_state_dict(fused.state_dict())
+    p_kan = n_params(fused)
+    hidden = max(1, round((p_kan - d) / (2 * d + 1)))
+    cands = {f"MLP h={hidden}": MatchedMLP(d, hidden, d), "GR-KAN fused": fused, "GR-KAN autograd": plain}
+    fwd, fb = bench(cands, x, reps)
+    return [(f"{d}->{d} N={batch}", n, n_params(m), fwd[n], fb[n],
+             saved_bytes(m, x.clone().requires_grad_()) / 2**20) for n, m in cands.items()]  # fmt: skip
+
+
+def vit_table(batch: int, reps: int) -> list[tuple]:
+    """One KAN-ViT tiny step (fused vs plain-autograd rationals) next to its MLP twin."""
+    torch.manual_seed(0)
+    fused = kanzoo.create_model("kan_vit_tiny", num_classes=10)
+    plain = set_rational_fused(kanzoo.create_model("kan_vit_tiny", num_classes=10), False)
+    plain.load_state_dict(fused.state_dict())
+    cands = {"vit_tiny (MLP twin)": kanzoo.create_model("vit_tiny", num_classes=10),
+             "kan_vit_tiny fused": fused, "kan_vit_tiny autograd": plain}  # fmt: skip
+    x = torch.randn(batch, 3, 32, 32)
+    fwd, fb = bench(cands, x, reps, warmup=2)
+    return [(f"ViT 32x32 B={batch}", n, n_params(m), fwd[n], fb[n],
+             saved_bytes(m, x.clone().requires_grad_()) / 2**20) for n, m in cands.items()]  # fmt: skip
+
+
+def print_rational(rows: list[tuple]) -> None:
+    head = f"{'shape':<18} {'layer':<26} {'params':>8} {'fwd ms':>8} {'fwd+bwd ms':>10} {'saved MiB':>9}"
+    print(head + "  ratios")
+    print("-" * (len(head) + 60))
+    ref: dict[str, tuple] = {}
+    for shape, name, p, f, fb, mem in rows:
+        ratios = ""
+        if name.startswith(("MLP", "vit_tiny")):
+            ref[shape] = (f, fb, mem)
+        elif shape in ref:
+            mf, mfb, mmem = ref[shape]
+            ratios = f"vs MLP: fwd {f / mf:4.2f}x f+b {fb / mfb:4.2f}x mem {mem / mmem:4.2f}x"
+            if name.endswith("fused"):
+                ref[shape + "fused"] = (f, fb, mem)
+            elif shape + "fused" in ref:
+                nf, nfb, nmem = ref[shape + "fused"]
+                ratios += f" | autograd/fused: fwd {f / nf:4.2f}x f+b {fb / nfb:4.2f}x mem {mem / nmem:4.2f}x"
+        print(f"{shape:<18} {name:<26} {p:>8} {f:>8.2f} {fb:>10.2f} {mem:>9.2f}  {ratios}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
     ap.add_argument("--eager", action="store_true", help="disable torch.compile of the basis kernels")
+    ap.add_argument("--rational", action="store_true", help="only the GR-KAN (rational) section")
     args = ap.parse_args()
     if args.eager:
         kl.set_compile(False)
@@ -160,6 +226,17 @@ def main() -> None:
     env = os.environ.get("KANZOO_COMPILE", "(unset)")
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, compile={kl.compile_enabled()}, "
           f"KANZOO_COMPILE={env}, fp32, G=5, k=3, reps={reps}")  # fmt: skip
+    if not args.rational:
+        main_table(reps, bases)
+    print("\nGR-KAN (rational basis, 8 groups, m=5, n=4, no base branch), fused Function vs plain autograd")
+    rows = []
+    for d, batch in [(64, 4096), (256, 1024)]:
+        rows += rational_table(d, batch, reps)
+    rows += vit_table(64, max(5, reps // 3))
+    print_rational(rows)
+
+
+def main_table(reps: int, bases: list[str]) -> None:
     rows = []
     for d, batch in [(64, 4096), (256, 1024)]:
         rows += linear_table(d, batch, reps, bases)
