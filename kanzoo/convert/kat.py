@@ -55,7 +55,13 @@ from torch import nn
 from kanzoo.models._registry import create_model, is_model, list_models, model_info
 from kanzoo.models.kan_vit import KANViT, KANViTConfig
 
-__all__ = ["KAT_NUM_HEADS", "from_kat", "kat_to_kanzoo_state_dict", "load_kat_state_dict"]
+__all__ = [
+    "KAT_NUM_HEADS",
+    "from_kat",
+    "is_kat_state_dict",
+    "kat_to_kanzoo_state_dict",
+    "load_kat_state_dict",
+]
 
 #: KAT's number of attention heads for each registered embed dim (tiny, small, base).
 KAT_NUM_HEADS = {192: 3, 384: 6, 768: 12}
@@ -209,27 +215,41 @@ def _infer_config(sd: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     }
 
 
-def kat_to_kanzoo_state_dict(sd: Mapping[str, torch.Tensor], *, num_groups: int) -> dict[str, torch.Tensor]:
+def is_kat_state_dict(sd: Mapping[str, Any], prefix: str = "") -> bool:
+    """Whether ``sd`` holds KAT's FFN names (``blocks.<i>.mlp.act<n>.weight_*``) under ``prefix``."""
+    return any(k.startswith(prefix) and _ACT.match(k[len(prefix) :]) for k in sd)
+
+
+def kat_to_kanzoo_state_dict(
+    sd: Mapping[str, torch.Tensor], *, num_groups: int | None = None, prefix: str = ""
+) -> dict[str, torch.Tensor]:
     """Rename and reshape KAT tensors to kanzoo ``KANViT`` names (see the module docstring).
 
     Args:
         sd: A KAT state dict (unwrapped, see :func:`load_kat_state_dict`).
         num_groups: Rational groups; a shared ``(1, m + 1)`` numerator is repeated to
-            ``(num_groups, m + 1)``.
+            ``(num_groups, m + 1)``. Default: the row count of the same activation's denominator.
+        prefix: Only keys starting with ``prefix`` are renamed (the prefix is kept).
 
     Returns:
         A new dict; keys outside the FFNs keep their names.
     """
     out: dict[str, torch.Tensor] = {}
     for key, value in sd.items():
-        act, fc = _ACT.match(key), _FC.match(key)
+        local = key[len(prefix) :] if key.startswith(prefix) else None
+        act = _ACT.match(local) if local is not None else None
+        fc = _FC.match(local) if local is not None else None
         if act:
-            prefix, n, part = act.groups()
+            head, n, part = act.groups()
             if part == "numerator" and value.dim() == 2 and value.shape[0] == 1:
-                value = value.expand(num_groups, -1)
-            out[f"{prefix}fc{n}.basis.{part}"] = value.clone()
-        elif fc and fc.group(2) == "weight":
-            out[f"{fc.group(1)}spline_weight"] = value.unsqueeze(-1)
+                groups = num_groups
+                if groups is None:
+                    den = sd.get(f"{prefix}{head}act{n}.weight_denominator")
+                    groups = den.shape[0] if den is not None and den.dim() == 2 else 1
+                value = value.expand(groups, -1)
+            out[f"{prefix}{head}fc{n}.basis.{part}"] = value.clone()
+        elif fc and fc.group(2) == "weight" and value.dim() == 2:
+            out[f"{prefix}{fc.group(1)}spline_weight"] = value.unsqueeze(-1)
         else:
             out[key] = value
     return out

@@ -8,12 +8,16 @@ After ``import kanzoo``::
     file = "run/model.safetensors"
     timm.create_model("conv_kan_tiny", pretrained=True, pretrained_cfg_overlay=dict(file=file))
     timm.create_model("conv_kan_tiny", checkpoint_path=file)
+    # a KAT checkpoint (github.com/Adamdad/kat) on the matching GR-KAN KAN-ViT:
+    timm.create_model("kan_vit_tiny_swish_patch16_224", checkpoint_path="kat_tiny_patch16_224.pth")
 
 Each timm entrypoint builds the model through the kanzoo registry (same name) via timm's
 ``build_model_with_cfg``, so timm's ``pretrained_cfg``/``default_cfg``, classifier reset on a
 ``num_classes`` change, and ``checkpoint_path`` loading all apply. Names that timm already uses
 for its own models (``vit_tiny_patch16_224`` ...) are not overwritten; the kanzoo ViT twins have
-timm's parameter names, so timm's own ViTs are their timm counterparts.
+timm's parameter names, so timm's own ViTs are their timm counterparts. KAT's names
+(``kat_tiny_patch16_224`` ...) are left to KAT's own package; its checkpoints load into the
+``kan_vit_*_patch16_224`` models (KAN-ViT renames KAT's FFN tensors when it loads a state dict).
 """
 
 from __future__ import annotations
@@ -48,6 +52,29 @@ def _cfg(
     }
 
 
+# KAN-ViTs at ViT-Ti/S/B shapes; the GR-KAN ones are KAT's models and load KAT checkpoints.
+_VIT_224 = (
+    "kan_vit_tiny_patch16_224",
+    "kan_vit_small_patch16_224",
+    "kan_vit_base_patch16_224",
+    "kan_vit_tiny_swish_patch16_224",
+    "kan_vit_small_swish_patch16_224",
+    "kan_vit_base_swish_patch16_224",
+)
+
+
+def _imagenet_cfg() -> dict:
+    return _cfg(
+        input_size=(3, 224, 224),
+        num_classes=1000,
+        first_conv="patch_embed.proj",
+        mean=IMAGENET_DEFAULT_MEAN,
+        std=IMAGENET_DEFAULT_STD,
+        crop_pct=0.875,  # KAT's (and DeiT's) evaluation crop
+        interpolation="bicubic",
+    )
+
+
 # first_conv is None for KAN stems: timm's in_chans adaptation only knows ordinary conv weights.
 default_cfgs = generate_default_cfgs(
     {
@@ -61,24 +88,7 @@ default_cfgs = generate_default_cfgs(
         "kan_vit_small": _cfg(
             input_size=(3, 32, 32), num_classes=10, first_conv="patch_embed.proj", **_SMALL_IMAGE
         ),
-        "kan_vit_tiny_patch16_224": _cfg(
-            input_size=(3, 224, 224),
-            num_classes=1000,
-            first_conv="patch_embed.proj",
-            mean=IMAGENET_DEFAULT_MEAN,
-            std=IMAGENET_DEFAULT_STD,
-            crop_pct=0.9,
-            interpolation="bicubic",
-        ),
-        "kan_vit_small_patch16_224": _cfg(
-            input_size=(3, 224, 224),
-            num_classes=1000,
-            first_conv="patch_embed.proj",
-            mean=IMAGENET_DEFAULT_MEAN,
-            std=IMAGENET_DEFAULT_STD,
-            crop_pct=0.9,
-            interpolation="bicubic",
-        ),
+        **{name: _imagenet_cfg() for name in _VIT_224},
     }
 )
 
@@ -134,6 +144,30 @@ def kan_vit_tiny_patch16_224(pretrained: bool = False, **kwargs: Any) -> nn.Modu
 def kan_vit_small_patch16_224(pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """KAN-ViT with ViT-S/16 shapes and GR-KAN FFNs."""
     return _build("kan_vit_small_patch16_224", pretrained, **kwargs)
+
+
+@timm_register_model
+def kan_vit_base_patch16_224(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """KAN-ViT with ViT-B/16 shapes and GR-KAN FFNs (KAT's ``kat_base_gelu_patch16_224``)."""
+    return _build("kan_vit_base_patch16_224", pretrained, **kwargs)
+
+
+@timm_register_model
+def kan_vit_tiny_swish_patch16_224(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """KAT-Tiny (``kat_tiny_patch16_224``): ViT-Ti/16 shapes, swish-initialised rationals."""
+    return _build("kan_vit_tiny_swish_patch16_224", pretrained, **kwargs)
+
+
+@timm_register_model
+def kan_vit_small_swish_patch16_224(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """KAT-Small (``kat_small_patch16_224``): ViT-S/16 shapes, swish-initialised rationals."""
+    return _build("kan_vit_small_swish_patch16_224", pretrained, **kwargs)
+
+
+@timm_register_model
+def kan_vit_base_swish_patch16_224(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """KAT-Base (``kat_base_patch16_224``): ViT-B/16 shapes, swish-initialised rationals."""
+    return _build("kan_vit_base_swish_patch16_224", pretrained, **kwargs)
 
 
 def timm_model_names() -> list[str]:

@@ -181,6 +181,23 @@ class KANViTConfig(KanzooConfig):
             raise ValueError(f"init_values must be positive or None, got {self.init_values!r}")
 
 
+def _accept_kat_names(state_dict: dict, prefix: str, *args: Any) -> None:
+    """``load_state_dict`` pre-hook: rename a KAT checkpoint's FFN tensors to kanzoo's in place.
+
+    KAT (``Adamdad/kat``) stores ``blocks.<i>.mlp.act<n>.weight_numerator/denominator`` and
+    ``mlp.fc<n>.weight (out, in)``; kanzoo's GR-KAN layer holds them as ``mlp.fc<n>.basis.*`` and
+    ``mlp.fc<n>.spline_weight (out, in, 1)``. Only state dicts with KAT's ``act`` names are touched,
+    so ``model.load_state_dict(kat_sd)`` and timm's ``checkpoint_path=``/``pretrained_cfg_overlay``
+    loading of KAT files work on the GR-KAN variants.
+    """
+    from kanzoo.convert.kat import is_kat_state_dict, kat_to_kanzoo_state_dict
+
+    if is_kat_state_dict(state_dict, prefix):
+        converted = kat_to_kanzoo_state_dict(state_dict, prefix=prefix)
+        state_dict.clear()
+        state_dict.update(converted)
+
+
 class KANViT(VisionTransformer, KanzooModel):
     """Vision Transformer with KAN FFNs (or, for the twin, plain MLPs).
 
@@ -222,6 +239,7 @@ class KANViT(VisionTransformer, KanzooModel):
             mlp_layer=mlp,
         )
         self.config = cfg
+        self._register_load_state_dict_pre_hook(_accept_kat_names)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, num_classes)`` for ``pixel_values`` ``(B, in_chans, H, W)``."""

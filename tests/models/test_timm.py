@@ -98,3 +98,46 @@ def test_reset_classifier_keeps_config_in_sync(tmp_path):
     assert model.config.num_classes == 4
     model.save_pretrained(tmp_path)
     assert zoo.from_pretrained(tmp_path)(torch.randn(1, 3, 32, 32)).shape == (1, 4)
+
+
+def _as_kat_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A GR-KAN KAN-ViT's tensors under KAT's (github.com/Adamdad/kat) names and shapes."""
+    import re
+
+    out = {}
+    for key, value in model.state_dict().items():
+        m = re.match(r"^(blocks\.\d+\.mlp\.)fc(\d)\.basis\.(numerator|denominator)$", key)
+        if m:  # KAT_Group keeps one numerator row shared by all groups
+            out[f"{m[1]}act{m[2]}.weight_{m[3]}"] = value[:1].clone() if m[3] == "numerator" else value
+        elif key.endswith(".spline_weight"):
+            out[key[: -len("spline_weight")] + "weight"] = value.squeeze(-1)
+        else:
+            out[key] = value
+    return out
+
+
+def test_kat_checkpoint_loads_through_timm(tmp_path):
+    name, small = "kan_vit_tiny_swish_patch16_224", {"img_size": 32, "depth": 2}
+    torch.manual_seed(0)
+    source = zoo.create_model(name, **small).eval()
+    with torch.no_grad():  # non-trivial rationals: shared numerators, per-group denominators
+        for block in source.blocks:
+            for fc in (block.mlp.fc1, block.mlp.fc2):
+                fc.basis.numerator.copy_(0.3 * torch.randn(1, 6).expand_as(fc.basis.numerator))
+                fc.basis.denominator.normal_()
+    kat = _as_kat_state_dict(source)
+    assert "blocks.1.mlp.act2.weight_numerator" in kat and kat["blocks.0.mlp.fc1.weight"].dim() == 2
+    file = tmp_path / "kat_tiny_patch16_224.pth"
+    torch.save({"model": kat}, file)  # KAT's released files wrap the state dict in "model"
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = source(x)
+        torch.manual_seed(1)
+        via_path = timm.create_model(name, checkpoint_path=str(file), **small).eval()
+        overlay = dict(file=str(file))
+        via_overlay = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **small)
+        plain = zoo.create_model(name, **small).eval()
+        plain.load_state_dict(kat)
+        for model in (via_path, via_overlay.eval(), plain):
+            torch.testing.assert_close(model(x), expected, rtol=1e-6, atol=1e-6)
+        assert not torch.allclose(zoo.create_model(name, **small).eval()(x), expected, atol=1e-3)
