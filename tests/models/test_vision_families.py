@@ -257,3 +257,44 @@ def test_ukan_variant_validation():
         zoo.create_model("kan_unet_ukan_tiny", mlp_ratio=2.0)
     with pytest.raises(ValueError, match="variant must be one of"):
         zoo.create_model("kan_unet_tiny", variant="unext")
+
+
+# -- KAN-ViT presets of KAT (github.com/Adamdad/kat, katransformer.py) --------------------------
+
+# KAT's registered models: embed dim, depth, heads (mlp_ratio 4, 8 rational groups, qkv bias,
+# class token, LayerNorm eps 1e-6, no layer scale, 224x224 with 16x16 patches, 1000 classes).
+_KAT = {"tiny": (192, 12, 3), "small": (384, 12, 6), "base": (768, 12, 12)}
+
+
+@pytest.mark.parametrize("size", sorted(_KAT))
+@pytest.mark.parametrize("act", ["", "_swish"])
+def test_kat_presets(size, act):
+    from kanzoo.models import kan_vit
+
+    dim, depth, heads = _KAT[size]
+    assert kan_vit._SIZES[f"{size}_patch16_224"]["depth"] == depth
+    # one block is enough to check the rest of the preset (a ViT-B with 12 blocks is slow to build)
+    model = zoo.create_model(f"kan_vit_{size}{act}_patch16_224", depth=1)
+    c = model.config
+    assert (c.embed_dim, c.num_heads, c.img_size, c.patch_size, c.num_classes) == (dim, heads, 224, 16, 1000)
+    assert c.mlp_ratio == 4.0 and c.qkv_bias and c.global_pool == "token" and c.init_values is None
+    block = model.blocks[0]
+    assert isinstance(block.ls1, nn.Identity) and block.norm1.eps == 1e-6 and model.norm.eps == 1e-6
+    assert block.attn.qkv.bias is not None and model.cls_token is not None
+    fc1, fc2 = block.mlp.fc1, block.mlp.fc2
+    assert fc1.basis.num_groups == fc2.basis.num_groups == 8 and fc2.in_features == 4 * dim
+    assert fc1.basis.numerator.shape == (8, 6) and fc1.basis.denominator.shape == (8, 4)
+    assert fc2.basis.init == ("silu" if act else "gelu") and fc1.basis.init == "identity"
+
+
+def test_swish_rational_init_is_swish():
+    """rational_init="silu" starts fc2's rational as x * sigmoid(x) (closed form), fc1's as identity."""
+    mlp = KANMlp(8, 16, layer="kan_rational", rational_init="silu")
+    x = torch.linspace(-3, 3, 121).unsqueeze(-1).expand(-1, 16)
+    with torch.no_grad():
+        r2 = mlp.fc2.basis(x).squeeze(-1)
+        r1 = mlp.fc1.basis(x[:, :8]).squeeze(-1)
+    assert torch.allclose(r2, x * torch.sigmoid(x), atol=1e-2)
+    assert torch.equal(r1, x[:, :8])
+    with pytest.raises(ValueError, match="rational_init"):
+        zoo.create_model("kan_vit_tiny", rational_init="relu")
