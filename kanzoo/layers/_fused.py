@@ -129,6 +129,7 @@ def _can_compile(x: torch.Tensor) -> bool:
     return (
         _state["enabled"]
         and x.numel() > 0
+        and not x.is_meta
         and not torch.is_grad_enabled()
         and not torch.compiler.is_compiling()
     )
@@ -161,8 +162,8 @@ def _call_compiled(key: tuple, fn: Callable, tag: str, call_args: tuple) -> tupl
 def run_fused(fn: Callable, x: torch.Tensor, act: str | None, basis_fn: Callable, *args):
     """Run ``fn(x, act, basis_fn, *args)`` compiled when enabled and possible, else eagerly.
 
-    Empty inputs, an enclosing ``torch.compile`` and ``create_graph`` backward passes (grad mode
-    on) always run eagerly: the enclosing compiler fuses by itself, double backward needs autograd.
+    Empty or meta inputs, an enclosing ``torch.compile`` and ``create_graph`` backward passes (grad
+    mode on) always run eagerly: the enclosing compiler fuses by itself, double backward needs autograd.
     """
     if _can_compile(x):
         tag = f"{act}_{getattr(basis_fn, '__name__', 'basis')}"

@@ -212,3 +212,20 @@ def test_bad_inputs_raise_clear_errors():
         fused_rational(x.double(), a, b, gi)
     with pytest.raises(ValueError, match="scalar"):
         fused_rational(torch.tensor(1.0), a, b, gi)
+
+
+def test_meta_device_forward_runs_eagerly_with_compile_on():
+    """Shape inference on the meta device must neither fail nor poison the compile cache."""
+    from kanzoo.layers import _fused
+    from kanzoo.layers.bases import rational as rational_module
+
+    with torch.device("meta"):
+        basis = RationalBasis(6, num_groups=2)
+    kl.set_compile(True)
+    try:
+        out = basis(torch.empty(4, 6, device="meta"))
+    finally:
+        kl.set_compile(False)
+    assert out.is_meta and out.shape == (4, 6, 1)
+    key = (rational_module._rational_forward_kernel, None, None)
+    assert _fused._compiled.get(key, "never compiled") is not None  # not marked as failed
