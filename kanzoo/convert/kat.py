@@ -42,6 +42,7 @@ inputs; the kernels' form (above) is the one imported.
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import re
@@ -92,7 +93,9 @@ def _read_file(path: Path) -> Any:
             f"from_kat: {path.name} is neither .safetensors nor one of {_TORCH_SUFFIXES} (torch.save files)"
         )
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
+        # timm's train.py stores its argparse.Namespace beside the weights: allow just that class
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as err:  # weights_only refuses pickled objects other than tensors/containers
         raise ValueError(
             f"from_kat: {path} could not be read as tensors only (torch.load weights_only=True): {err}"
@@ -110,7 +113,8 @@ def load_kat_state_dict(
             arbitrary unpickling) or a ``.safetensors`` file. Accepted wrappers:
             ``{"model": sd}`` (KAT's released files), ``{"state_dict": sd}`` (timm's
             ``train.py`` checkpoints), ``{"model_state_dict": sd}``, ``{"module": sd}``,
-            ``{"net": sd}`` (other entries such as an optimizer are ignored), and key prefixes
+            ``{"net": sd}`` (other entries such as an optimizer, or the ``argparse.Namespace`` that
+            timm's ``train.py`` saves as ``args``, are ignored), and key prefixes
             ``module.`` (DataParallel/DDP) and ``_orig_mod.`` (``torch.compile``).
         use_ema: Take the EMA weights (``state_dict_ema``/``model_ema``/``ema``) of a training
             checkpoint instead of the raw ones.

@@ -8,6 +8,7 @@ the formula of KAT's CUDA/Triton kernels, independent of kanzoo's layers and of 
 
 from __future__ import annotations
 
+import argparse
 import math
 
 import pytest
@@ -212,6 +213,10 @@ def test_num_classes_other_than_checkpoint_gives_fresh_head():
 # ------------------------------------------------------------------------ files and wrappers
 
 
+class _NotATensor:
+    """Any pickled class outside torch's weights_only allow-list."""
+
+
 def test_wrappers_prefixes_and_files(tmp_path):
     sd = _kat_state_dict(seed=2)
     x = _images()
@@ -220,8 +225,12 @@ def test_wrappers_prefixes_and_files(tmp_path):
     pth = tmp_path / "kat.pth"
     torch.save(wrapped, pth)
     ema = {k: v * 0 + 1 if k == "head.bias" else v for k, v in sd.items()}
-    torch.save(
-        {"state_dict": {"_orig_mod." + k: v for k, v in sd.items()}, "state_dict_ema": ema},
+    torch.save(  # a timm train.py checkpoint: raw and EMA weights plus the argparse arguments
+        {
+            "state_dict": {"_orig_mod." + k: v for k, v in sd.items()},
+            "state_dict_ema": ema,
+            "args": argparse.Namespace(model="kat_tiny_patch16_224", lr=1e-3),
+        },
         tmp_path / "train.pth.tar",
     )
     from safetensors.torch import save_file
@@ -235,6 +244,9 @@ def test_wrappers_prefixes_and_files(tmp_path):
         load_kat_state_dict(pth, use_ema=True)
     with pytest.raises(FileNotFoundError):
         from_kat(tmp_path / "missing.pth", num_heads=4)
+    torch.save({"model": sd, "extra": _NotATensor()}, tmp_path / "pickled.pth")
+    with pytest.raises(ValueError, match="weights_only"):  # arbitrary objects are never unpickled
+        from_kat(tmp_path / "pickled.pth", num_heads=4)
     (tmp_path / "kat.txt").write_text("x")
     with pytest.raises(ValueError, match="safetensors"):
         from_kat(tmp_path / "kat.txt", num_heads=4)
