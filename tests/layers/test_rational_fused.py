@@ -215,7 +215,7 @@ def test_bad_inputs_raise_clear_errors():
 
 
 def test_meta_device_forward_runs_eagerly_with_compile_on():
-    """Shape inference on the meta device must neither fail nor poison the compile cache."""
+    """Shape inference on the meta device works with compile on and leaves the kernel usable."""
     from kanzoo.layers import _fused
     from kanzoo.layers.bases import rational as rational_module
 

@@ -25,6 +25,7 @@ written with differentiable torch ops, so double backward (``create_graph=True``
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 
@@ -153,6 +154,15 @@ def _group_sum(grad_t: torch.Tensor, group_index: torch.Tensor | None, num_group
     return grad_t.new_zeros(num_groups, grad_t.shape[0]).index_add(0, group_index, grad_t.t())
 
 
+def _autocast_off(device_type: str) -> contextlib.AbstractContextManager:
+    """Disable autocast for the kernels (they run in the inputs' dtype); a no-op for device types
+    without autocast support (e.g. ``meta``)."""
+    try:
+        return torch.autocast(device_type, enabled=False)
+    except (RuntimeError, ValueError):
+        return contextlib.nullcontext()
+
+
 class RationalFunction(torch.autograd.Function):
     """``R(x)`` with a fused, analytic backward that saves only ``x`` and the coefficients.
 
@@ -168,7 +178,7 @@ class RationalFunction(torch.autograd.Function):
         num, den = _per_channel(numerator, denominator, group_index)
         lead = x.shape[:-1]
         x2 = x.reshape(-1, x.shape[-1])
-        with torch.autocast(x.device.type, enabled=False):
+        with _autocast_off(x.device.type):
             out = run_kernel(_rational_forward_kernel, x2, num, den)
         ctx.save_for_backward(x, numerator, denominator, group_index)
         ctx.has_groups = group_index is not None
@@ -182,7 +192,7 @@ class RationalFunction(torch.autograd.Function):
         num, den = _per_channel(numerator, denominator, group_index)
         x2 = x.reshape(-1, x.shape[-1])
         g2 = grad_out.reshape(x2.shape).to(x.dtype)
-        with torch.autocast(x.device.type, enabled=False):
+        with _autocast_off(x.device.type):
             dx, dnum, dden = run_kernel(_rational_backward_kernel, x2, num, den, g2)
         need_x, need_num, need_den = ctx.needs_input_grad[:3]
         grad_x = dx.reshape(x.shape) if need_x else None
