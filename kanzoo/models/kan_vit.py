@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Any
 
 import torch
@@ -30,9 +31,10 @@ from kanzoo.models._base import KanzooConfig, KanzooModel, matched_width
 
 from ._registry import register_family, register_model
 
-__all__ = ["KANMlp", "KANViT", "KANViTConfig"]
+__all__ = ["KANMlp", "KANViT", "KANViTConfig", "kat_mimetic_init_"]
 
 _RATIONAL_INITS = ("gelu", "silu", "identity")
+_WEIGHT_INITS = ("", "kat_mimetic")
 
 
 class KANMlp(nn.Module):
@@ -138,6 +140,8 @@ class KANViTConfig(KanzooConfig):
         rational_init: Starting function of the rational before each block's ``fc2`` with GR-KAN
             FFNs: ``"gelu"`` (default) or ``"silu"`` (swish, the default of KAT's ``kat_*`` models).
         init_values: Layer-scale initial value (timm's ``init_values``; ``None``: no layer scale).
+        weight_init: ``""`` (timm's ViT initialisation) or ``"kat_mimetic"`` (KAT's: timm's, then
+            the "mimetic" attention factors of :func:`kat_mimetic_init_`).
         drop_rate: Dropout before the head.
         proj_drop_rate: Dropout in attention projection and FFN.
         attn_drop_rate: Attention dropout.
@@ -159,6 +163,7 @@ class KANViTConfig(KanzooConfig):
     layer_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     rational_init: str = "gelu"
     init_values: float | None = None
+    weight_init: str = ""
     drop_rate: float = 0.0
     proj_drop_rate: float = 0.0
     attn_drop_rate: float = 0.0
@@ -177,8 +182,47 @@ class KANViTConfig(KanzooConfig):
             raise ValueError(f"embed_dim {self.embed_dim} must be divisible by num_heads {self.num_heads}")
         if self.rational_init not in _RATIONAL_INITS:
             raise ValueError(f"rational_init must be one of {_RATIONAL_INITS}, got {self.rational_init!r}")
+        if self.weight_init not in _WEIGHT_INITS:
+            raise ValueError(f"weight_init must be one of {_WEIGHT_INITS}, got {self.weight_init!r}")
         if self.init_values is not None and not float(self.init_values) > 0:
             raise ValueError(f"init_values must be positive or None, got {self.init_values!r}")
+
+
+def _factored_near_identity(dim: int, alpha: float, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Factors ``L, R`` with ``L @ R = A = alpha * U + beta * I`` (``U`` uniform, unit variance / dim).
+
+    ``A = U_s diag(s) V^T`` (SVD) is split symmetrically, ``L = U_s sqrt(s)``, ``R = sqrt(s) V^T``, so
+    the leading columns of ``L`` and rows of ``R`` carry the strongest directions of ``A``.
+    """
+    bound = math.sqrt(3.0 / dim)
+    noise = (torch.rand(dim, dim, dtype=torch.float64) * 2 - 1) * bound
+    u, s, vh = torch.linalg.svd(alpha * noise + beta * torch.eye(dim, dtype=torch.float64))
+    root = s.sqrt()
+    return u * root, root[:, None] * vh
+
+
+@torch.no_grad()
+def kat_mimetic_init_(model: VisionTransformer) -> None:
+    """KAT's "mimetic" attention initialisation (weight_init ``kan_mimetic`` of ``Adamdad/kat``).
+
+    Per head, the query and key maps are the leading ``head_dim`` factors of a matrix near
+    ``+0.7 I`` (so ``W_q^T W_k`` starts close to a scaled identity: tokens attend to similar
+    tokens), and per block ``W_v`` and ``W_proj`` are the two factors of a matrix near ``-0.4 I``
+    (``W_v W_proj = -0.4 I + noise``). Biases and every other weight keep timm's ViT init. Draws
+    from torch's global generator.
+    """
+    for block in model.blocks:
+        attn = block.attn
+        qkv, proj = attn.qkv.weight, attn.proj.weight
+        dim = qkv.shape[1]
+        hd = dim // attn.num_heads
+        for h in range(attn.num_heads):
+            left, right = _factored_near_identity(dim, 0.7, 0.7)
+            qkv[h * hd : (h + 1) * hd] = left[:, :hd].T.to(qkv.dtype)
+            qkv[dim + h * hd : dim + (h + 1) * hd] = right[:hd].to(qkv.dtype)
+        left, right = _factored_near_identity(dim, 0.4, -0.4)
+        qkv[2 * dim :] = left.to(qkv.dtype)
+        proj.copy_(right.to(proj.dtype))
 
 
 def _accept_kat_names(state_dict: dict, prefix: str, *args: Any) -> None:
@@ -240,6 +284,8 @@ class KANViT(VisionTransformer, KanzooModel):
         )
         self.config = cfg
         self._register_load_state_dict_pre_hook(_accept_kat_names)
+        if cfg.weight_init == "kat_mimetic" and not next(self.parameters()).is_meta:
+            kat_mimetic_init_(self)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, num_classes)`` for ``pixel_values`` ``(B, in_chans, H, W)``."""
@@ -260,7 +306,9 @@ register_family("kan_vit", KANViT)
 # Registered sizes. tiny/small train on 32x32 images (4x4 patches) on a 2-core CPU; the
 # *_patch16_224 variants have the standard ViT-Ti/S/B shapes for ImageNet-scale training and are
 # KAT's models (GitHub Adamdad/kat, katransformer.py): same widths, depths, heads, mlp_ratio 4,
-# 8 rational groups, qkv bias, class token, LayerNorm(eps=1e-6), no layer scale.
+# 8 rational groups, qkv bias, class token, LayerNorm(eps=1e-6), no layer scale. KAT's recipe
+# also initialises attention "mimetically": pass weight_init="kat_mimetic" to train from scratch
+# as KAT does (not the default: one SVD per head and block costs seconds to minutes on a CPU).
 # kan_vit_<size>_patch16_224 is kat_<size>_gelu_patch16_224 (fc2's rational starts as GELU) and
 # kan_vit_<size>_swish_patch16_224 is kat_<size>_patch16_224 / kat_<size>_swish_patch16_224.
 # kanzoo.convert.kat.from_kat loads KAT's checkpoints into them.

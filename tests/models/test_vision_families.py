@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -298,3 +300,34 @@ def test_swish_rational_init_is_swish():
     assert torch.equal(r1, x[:, :8])
     with pytest.raises(ValueError, match="rational_init"):
         zoo.create_model("kan_vit_tiny", rational_init="relu")
+
+
+def test_kat_mimetic_attention_init():
+    """weight_init="kat_mimetic": per head W_q, W_k are the leading SVD factors of 0.7 (I + U) and
+    W_v W_proj = -0.4 (I + U') with |U| <= sqrt(3 / dim) entrywise (KAT's weight_init kan_mimetic)."""
+    dim, heads = 32, 4
+    torch.manual_seed(0)
+    model = zoo.create_model(
+        "kan_vit_tiny", embed_dim=dim, num_heads=heads, depth=2, weight_init="kat_mimetic"
+    )
+    default = zoo.create_model("kan_vit_tiny", embed_dim=dim, num_heads=heads, depth=2)
+    bound = math.sqrt(3.0 / dim)
+    hd = dim // heads
+    for block, plain in zip(model.blocks, default.blocks, strict=True):
+        w = block.attn.qkv.weight.detach().double()
+        for h in range(heads):
+            q, k = w[h * hd : (h + 1) * hd], w[dim + h * hd : dim + (h + 1) * hd]
+            # symmetric split U sqrt(S) / sqrt(S) V^T: equal, orthogonal, non-increasing row norms
+            gram_q, gram_k = q @ q.T, k @ k.T
+            torch.testing.assert_close(gram_q, gram_k, rtol=1e-5, atol=1e-5)
+            diag = gram_q.diagonal()
+            torch.testing.assert_close(gram_q, torch.diag(diag), rtol=0, atol=1e-5)
+            assert (diag[:-1] >= diag[1:] - 1e-5).all()
+        vp = w[2 * dim :] @ block.attn.proj.weight.detach().double()
+        noise = vp / -0.4 - torch.eye(dim, dtype=torch.float64)
+        assert bound / 4 < noise.abs().max() <= bound + 1e-5
+        # everything else is timm's ViT init: zero biases, the FFN as without the option
+        assert torch.equal(block.attn.qkv.bias, torch.zeros_like(block.attn.qkv.bias))
+        assert block.mlp.fc1.spline_weight.std() < 0.03 and plain.mlp.fc1.spline_weight.std() < 0.03
+    with pytest.raises(ValueError, match="weight_init"):
+        zoo.create_model("kan_vit_tiny", weight_init="jax")
