@@ -12,6 +12,10 @@ selects B-spline KAN layers instead.
 Attention, patch embedding, norms, tokens and head are timm's, so every timm ViT feature
 (``forward_features``, ``reset_classifier``, ``dynamic_img_size``, ...) works, and the twin's state
 dict uses timm's names (``blocks.0.mlp.fc1.weight``).
+
+The ``*_patch16_224`` GR-KAN variants are the models of KAT (``Adamdad/kat``): their checkpoints
+import with ``kanzoo.convert.kat.from_kat`` and also load directly (``model.load_state_dict``,
+timm's ``checkpoint_path=``), since KAN-ViT renames KAT's FFN tensors on load.
 """
 
 from __future__ import annotations
