@@ -181,11 +181,26 @@ def test_sized_model_names_map_to_their_family_config():
         "trainer=smoke",
         "model.name=kan_gpt_small",
     ]
-    assert normalize_overrides(["model=unet_tiny_matched"], CONFIG_DIR) == [
+    assert normalize_overrides(["model=unet_small_matched"], CONFIG_DIR) == [
         "model=unet",
-        "model.name=unet_tiny_matched",
+        "model.name=unet_small_matched",
     ]
     assert normalize_overrides(["-m", "model=kan_vit,vit"], CONFIG_DIR) == ["-m", "model=kan_vit,vit"]
+
+
+def test_matched_twins_have_model_configs_so_sweeps_can_mix_them():
+    sweep = ["-m", "model=kan_gpt,gpt_nano_matched", "seed=0,1"]
+    assert normalize_overrides(sweep, CONFIG_DIR) == sweep
+    for twin, family in [
+        ("gpt_nano_matched", "gpt"),
+        ("cnn_tiny_matched", "cnn"),
+        ("vit_tiny_matched", "vit"),
+        ("unet_tiny_matched", "unet"),
+    ]:
+        cfg, base = _compose([f"model={twin}"]), _compose([f"model={family}"])
+        assert cfg["model"]["name"] == twin
+        # same data and recipe as the family config: only the model name differs
+        assert {**cfg, "model": None, "run_dir": None} == {**base, "model": None, "run_dir": None}
 
 
 def test_unknown_model_and_data_names_fail_with_suggestions():
@@ -205,3 +220,27 @@ def test_data_of_another_task_is_rejected(tmp_path):
     cfg = _compose(["model=kan_gpt", "data=digits", "trainer=smoke"])
     with pytest.raises(ValueError, match="data=digits is a classification dataset"):
         build_trainer(cfg, run_dir=tmp_path)
+
+
+PRETRAINED_EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment" / "pretrained").glob("*.yaml"))
+
+
+def test_every_shipped_checkpoint_has_an_experiment_config():
+    from kanzoo.models import list_pretrained
+
+    assert set(PRETRAINED_EXPERIMENTS) >= {n for n in list_pretrained() if "-" in n}
+    assert len(PRETRAINED_EXPERIMENTS) == 8
+
+
+@pytest.mark.parametrize("name", PRETRAINED_EXPERIMENTS)
+def test_pretrained_experiment_pins_the_run(name, tmp_path):
+    from kanzoo.models import model_info
+
+    cfg = _compose([f"experiment=pretrained/{name}", "run_dir=x"])
+    family, data = name.split("-")
+    info = model_info(cfg["model"]["name"])
+    assert info["family"] == family and info["alias_of"] is None  # a sized name, not an alias
+    assert cfg["data"]["name"] == data and cfg["trainer"]["device"] == "cpu"
+    smoke = _compose([f"experiment=pretrained/{name}", "trainer=smoke", "logger=none"])
+    trainer = build_trainer(smoke, run_dir=tmp_path)
+    assert trainer.config.max_steps == 3
