@@ -1,9 +1,12 @@
 """Copy trained runs into ``kanzoo/pretrained/<name>/`` with a model card, so they load by name.
 
-Each entry is a run made by ``python train.py model=<model> run_dir=<run>`` and scored by
+Each entry NAME is a run made from its committed experiment config
+``configs/experiment/pretrained/NAME.yaml`` by
+``python train.py experiment=pretrained/NAME run_dir=<run>`` and scored by
 ``python evaluate.py checkpoint=<run>/final output_dir=<eval>``::
 
-    python scripts/ship_pretrained.py conv_kan-digits=runs/conv_kan:runs/eval_conv_kan ...
+    python scripts/ship_pretrained.py \
+        conv_kan-digits=runs/pretrained/conv_kan-digits:runs/pretrained_eval/conv_kan-digits ...
 
 The card records the exact command, the data, steps, parameter count, training time and the metrics
 that evaluate.py measured on the validation split.
@@ -17,6 +20,7 @@ import shutil
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "kanzoo" / "pretrained"
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "configs" / "experiment" / "pretrained"
 SKIP = {"metrics_keys": {"num_samples", "num_tokens", "num_bytes"}}
 
 
@@ -30,7 +34,10 @@ def model_card(name: str, summary: dict, metrics: dict) -> str:
     cfg = summary["config"]
     model, data = cfg["model"]["name"], cfg["data"]
     data_args = " ".join(f"data.{k}={v}" for k, v in data.items() if k != "name")
-    command = f"python train.py model={model} seed={cfg.get('seed', 0)}"
+    experiment = f"pretrained/{name}"
+    if not (EXPERIMENTS / f"{name}.yaml").is_file():
+        raise FileNotFoundError(f"{name}: no experiment config {EXPERIMENTS / (name + '.yaml')}")
+    command = f"python train.py experiment={experiment}"
     rows = "\n".join(
         f"| {k} | {_fmt(v)} |"
         for k, v in metrics.items()
@@ -40,14 +47,16 @@ def model_card(name: str, summary: dict, metrics: dict) -> str:
 
 `kanzoo.from_pretrained("{name}")` — a `{model}` ({summary["task"]}) trained by kanzoo's own trainer.
 
-- Command: `{command}` (default recipe of `configs/model/{model}.yaml`)
+- Command: `{command}` (every setting, seed {cfg.get("seed", 0)} included, is pinned in
+  `configs/experiment/pretrained/{name}.yaml`)
 - Data: `{data["name"]}` with {data_args}
 - Steps: {summary["steps"]} ({summary["samples_seen"]} samples), device {summary["device"]},
   training time {summary["train_time_s"]:.1f} s on a 2-core CPU (excluding start-up)
 - Parameters: {summary["num_parameters"]:,}
 - Stored in float32 safetensors.
 
-Validation-split metrics measured by `python evaluate.py checkpoint={name}`:
+Validation-split metrics measured by `python evaluate.py checkpoint=<run_dir>/final` on the trained run
+(the same numbers as `python evaluate.py checkpoint={name}` on the shipped copy):
 
 | metric | value |
 |---|---|
