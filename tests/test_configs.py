@@ -188,6 +188,19 @@ def test_sized_model_names_map_to_their_family_config():
     assert normalize_overrides(["-m", "model=kan_vit,vit"], CONFIG_DIR) == ["-m", "model=kan_vit,vit"]
 
 
+def test_sweeps_over_sized_names_of_one_family_become_a_model_name_sweep():
+    assert normalize_overrides(["-m", "model=kan_gpt_mini,kan_gpt_small", "seed=0,1"], CONFIG_DIR) == [
+        "-m",
+        "model=kan_gpt",
+        "seed=0,1",
+        "model.name=kan_gpt_mini,kan_gpt_small",
+    ]
+    with pytest.raises(ValueError, match=r"mixes families.*model=kan_gpt model.name=kan_gpt_small"):
+        normalize_overrides(["-m", "model=kan_gpt_small,gpt_small"], CONFIG_DIR)
+    with pytest.raises(ValueError, match=r"unknown model 'gpt_smal'"):
+        normalize_overrides(["-m", "model=kan_gpt,gpt_smal"], CONFIG_DIR)
+
+
 def test_matched_twins_have_model_configs_so_sweeps_can_mix_them():
     sweep = ["-m", "model=kan_gpt,gpt_nano_matched", "seed=0,1"]
     assert normalize_overrides(sweep, CONFIG_DIR) == sweep

@@ -3,7 +3,8 @@
 :func:`normalize_overrides` runs before Hydra parses the command line so that
 
 - ``model=kan_gpt_small`` (a registered sized name without its own YAML) becomes
-  ``model=kan_gpt model.name=kan_gpt_small`` (its family config), and
+  ``model=kan_gpt model.name=kan_gpt_small`` (its family config); a sweep over sized names of one
+  family (``model=kan_gpt_mini,kan_gpt_small``) sweeps ``model.name`` of the family config, and
 - an unknown ``model=``/``data=`` choice fails with one line naming close matches instead of
   Hydra's multi-line listing.
 """
@@ -41,8 +42,8 @@ def normalize_overrides(argv: list[str], config_dir: str | Path) -> list[str]:
     """Rewrite/check ``model=``/``data=`` overrides (see the module docstring).
 
     Raises:
-        ValueError: an unknown model or data name (with suggestions), or a sweep over sized names
-            that have no config file of their own.
+        ValueError: an unknown model or data name (with suggestions), or a sweep that mixes
+            families and names sized models without a config file of their own.
     """
     out: list[str] = []
     extra: list[str] = []
@@ -68,10 +69,17 @@ def normalize_overrides(argv: list[str], config_dir: str | Path) -> list[str]:
                     f"(configs: {', '.join(options)}; sized names: python -m kanzoo.models)"
                 )
             if len(values) > 1:
+                fams = {families[v] for v in values}
+                if len(fams) == 1 and not any(v in options for v in values):
+                    # one family: sweep its model.name (Hydra sweeps are cross products)
+                    out.append(f"model={fams.pop()}")
+                    extra.append(f"model.name={','.join(values)}")
+                    continue
                 v = next(v for v in values if v not in options)
                 raise ValueError(
-                    f"model={value}: sweep sized names via their family, e.g. "
-                    f"model={families[v]} model.name={v},..."
+                    f"model={value}: {v!r} has no config file and the sweep mixes families; sweep "
+                    f"names with a configs/model/*.yaml (matched twins have one), or one family "
+                    f"at a time: model={families[v]} model.name={v},..."
                 )
             out.append(f"model={families[values[0]]}")
             extra.append(f"model.name={values[0]}")
