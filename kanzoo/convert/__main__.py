@@ -1,0 +1,88 @@
+"""Convert a peer's checkpoint into a kanzoo checkpoint directory (safetensors + JSON config).
+
+    python -m kanzoo.convert kat kat_tiny_patch16_224.pth out/kat_tiny
+    python -m kanzoo.convert ukan busi/model.pth out/ukan_busi num_classes=1
+    python -m kanzoo.convert kan_gpt model.pt out/kan_gpt n_head=6
+
+Options after the output directory are ``key=value`` keyword arguments of the importer
+(``from_kat``, ``from_ukan``, ``from_kan_gpt``); values are read as Python literals when they parse
+(``3``, ``1e-5``, ``True``, ``[256, 320, 512]``) and as strings otherwise. The written directory
+loads with ``kanzoo.from_pretrained(out_dir)`` and scores with ``python evaluate.py checkpoint=out_dir``.
+The output directory must not exist yet (nothing is overwritten).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+IMPORTERS = {
+    "kan_gpt": ("kanzoo.convert.kan_gpt", "from_kan_gpt"),
+    "ukan": ("kanzoo.convert.ukan", "from_ukan"),
+    "kat": ("kanzoo.convert.kat", "from_kat"),
+}
+
+
+def _value(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}``; raises ValueError on an item without ``=``."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"options are key=value with a Python identifier as key, got {item!r}")
+        out[key] = _value(value)
+    return out
+
+
+def convert(kind: str, source: str | Path, out_dir: str | Path, **options: Any) -> Path:
+    """Import ``source`` with the ``kind`` importer and save it to the new directory ``out_dir``."""
+    if kind not in IMPORTERS:
+        raise ValueError(f"unknown importer {kind!r}; choose one of {sorted(IMPORTERS)}")
+    out = Path(out_dir)
+    if out.exists():
+        raise FileExistsError(f"{out} already exists; choose a new output directory")
+    if not Path(source).is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {source}")
+    module, name = IMPORTERS[kind]
+    importer = getattr(importlib.import_module(module), name)
+    model = importer(source, **options)
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        model.save_pretrained(tmp)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kanzoo.convert", description=__doc__.split("\n\n")[0])
+    parser.add_argument("kind", choices=sorted(IMPORTERS), help="which peer wrote the checkpoint")
+    parser.add_argument("source", help="the peer's checkpoint file (.pth/.pt/.bin/.safetensors)")
+    parser.add_argument("out_dir", help="new directory for the kanzoo checkpoint")
+    parser.add_argument("options", nargs="*", help="importer keyword arguments as key=value")
+    args = parser.parse_args(argv)
+    try:
+        out = convert(args.kind, args.source, args.out_dir, **parse_options(args.options))
+    except (ValueError, FileNotFoundError, FileExistsError, TypeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {out} (load with kanzoo.from_pretrained({str(out)!r}))")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
