@@ -67,3 +67,29 @@ def test_evaluate_takes_a_shipped_name_and_finds_its_data(tmp_path):
     assert metrics["data"] == "digits"
     top1 = metrics["results"][0]["metrics"]["top1"]
     assert top1 > 0.9
+
+
+# Re-trained from configs/experiment/pretrained/<name>.yaml and re-shipped so far (vit-digits,
+# kan_unet-shapes and unet-shapes still carry cards of the older `model=<m>` command).
+FROM_EXPERIMENT = ["kan_gpt-shakespeare", "gpt-shakespeare", "conv_kan-digits", "cnn-digits"]
+FROM_EXPERIMENT += ["kan_vit-digits"]
+
+
+@pytest.mark.parametrize("name", FROM_EXPERIMENT)
+def test_shipped_checkpoint_was_trained_by_its_committed_experiment_config(name):
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"experiment=pretrained/{name}"])
+    composed = OmegaConf.to_container(cfg, resolve=True)
+    summary = json.loads((kanzoo.models.pretrained_dir() / name / "train_summary.json").read_text())
+    recorded = dict(summary["config"])
+    # the output directory is the only setting that is not part of the experiment
+    composed.pop("run_dir"), recorded.pop("run_dir")
+    assert recorded == composed
+    card = (kanzoo.models.pretrained_dir() / name / "README.md").read_text()
+    assert f"python train.py experiment=pretrained/{name}" in card
