@@ -69,10 +69,8 @@ def test_evaluate_takes_a_shipped_name_and_finds_its_data(tmp_path):
     assert top1 > 0.9
 
 
-# Re-trained from configs/experiment/pretrained/<name>.yaml and re-shipped so far (vit-digits,
-# kan_unet-shapes and unet-shapes still carry cards of the older `model=<m>` command).
-FROM_EXPERIMENT = ["kan_gpt-shakespeare", "gpt-shakespeare", "conv_kan-digits", "cnn-digits"]
-FROM_EXPERIMENT += ["kan_vit-digits"]
+# Every shipped checkpoint is trained by configs/experiment/pretrained/<name>.yaml.
+FROM_EXPERIMENT = sorted(p.name for p in kanzoo.models.pretrained_dir().iterdir() if p.is_dir())
 
 
 @pytest.mark.parametrize("name", FROM_EXPERIMENT)
