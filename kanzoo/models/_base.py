@@ -270,6 +270,11 @@ class KanzooModel:
         config = cls.config_class.from_dict(data, **config_overrides)
         model = cls(config)
         state = load_file(str(w_path), device=str(map_location))
+        # Keep the checkpoint's precision (a float64 or bf16 checkpoint loads as such, like
+        # transformers' models do); knots stay float32 under half precision by design.
+        dtypes = {state[n].dtype for n, _ in model.named_parameters() if n in state}
+        if len(dtypes) == 1 and (dtype := dtypes.pop()) != torch.float32 and dtype.is_floating_point:
+            model.to(dtype)
         if strict:
             check_state_dict(model, state, source=str(w_path))
             model.load_state_dict(state, strict=True)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 __all__ = [
@@ -273,7 +274,31 @@ def _load_from_dir(directory: Path, **kwargs: Any) -> nn.Module:
             f"{config_path} describes a {key!r} model, but no kanzoo family {key!r} is registered "
             f"(known: {', '.join(list_families()) or '(none)'})"
         )
-    return _FAMILIES[key].from_pretrained(directory, **kwargs)
+    model = _FAMILIES[key].from_pretrained(directory, **kwargs)
+    if any(p.dtype == torch.float64 for p in model.parameters()):
+        _restore_float64_buffers(model, directory)
+    return model
+
+
+def _restore_float64_buffers(model: nn.Module, directory: Path) -> None:
+    """Put a float64 checkpoint's exact knots back into a float64 model.
+
+    KAN bases keep knots in float32 buffers (so that half-precision casts leave them alone); a
+    loader that copies into the existing buffers rounds float64 knots to float32.
+    """
+    from safetensors import safe_open
+
+    buffers = dict(model.named_buffers())
+    for file in sorted(directory.glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as fh:
+            for name in fh.keys():
+                buf = buffers.get(name)
+                if buf is None or buf.dtype == torch.float64 or not buf.is_floating_point():
+                    continue
+                value = fh.get_tensor(name)
+                if value.dtype == torch.float64 and value.shape == buf.shape:
+                    owner, _, leaf = name.rpartition(".")
+                    model.get_submodule(owner)._buffers[leaf] = value.to(buf.device)
 
 
 def _looks_like_hub_id(text: str) -> bool:

@@ -295,3 +295,31 @@ def test_model_table_flops_match_an_analytic_count(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("| model | task") and len(out) == 2 + len(zoo.list_models("cnn_tiny*"))
     assert main(["no_such_model_*"]) == 1
+
+
+@pytest.mark.parametrize("name", ["kan_gpt_nano", "conv_kan_tiny"])
+def test_float64_checkpoint_reloads_its_exact_knots(name, tmp_path):
+    """Knot buffers are float32 by design; a float64 checkpoint must not come back rounded."""
+    import torch
+
+    from kanzoo.layers import KANLinear
+
+    torch.manual_seed(0)
+    kwargs = {"vocab_size": 11, "n_positions": 8} if "gpt" in name else {"num_classes": 3, "in_chans": 1}
+    model = zoo.create_model(name, **kwargs).double().eval()
+    with torch.no_grad():
+        for module in model.modules():
+            grid = getattr(getattr(module, "basis", None), "grid", None)
+            if isinstance(module, KANLinear) or grid is not None:
+                if grid is not None:  # a non-uniform grid that float32 cannot hold exactly
+                    grid.add_(1e-9 * torch.rand_like(grid))
+    model.save_pretrained(tmp_path)
+    again = zoo.from_pretrained(tmp_path).eval()
+    ours, theirs = dict(model.named_buffers()), dict(again.named_buffers())
+    grids = [k for k in ours if k.endswith("grid")]
+    assert grids and all(theirs[k].dtype == torch.float64 and torch.equal(theirs[k], ours[k]) for k in grids)
+    x = torch.randint(0, 11, (2, 8)) if "gpt" in name else torch.randn(2, 1, 16, 16, dtype=torch.float64)
+    with torch.no_grad():
+        a = model(input_ids=x).logits if "gpt" in name else model(x)
+        b = again(input_ids=x).logits if "gpt" in name else again(x)
+    assert torch.equal(a, b)
