@@ -5,7 +5,8 @@ the data, recipe, optimizer and the (KAN, twin) pair. Every (model, seed) is tra
 own ``train.py experiment=kan_vs_twin/<task> model=<m> seed=<s>`` in its own process (finished runs
 are skipped, so an interrupted table resumes); the same runs are ``python train.py -m
 experiment=kan_vs_twin/<task>``. The table reports mean ± std of the task's final validation metric
-over the seeds, the parameter count, the training throughput (samples/s, from train_summary.json)
+over the seeds, the parameter count, the training throughput (median samples/s over the seeds, from
+train_summary.json; the median shrugs off a run slowed by a busy machine or a first compile)
 and the KAN/twin time per sample::
 
     python benchmarks/kan_vs_twin.py                      # 4 tasks x 2 models x 3 seeds, runs/kan_vs_twin/
@@ -87,7 +88,7 @@ def summarize(model: str, seeds: list[int], root: Path) -> dict | None:
         "std": std,
         "n": len(values),
         "params": params,
-        "speed": statistics.mean(speeds),
+        "speed": statistics.median(speeds),
     }
 
 
