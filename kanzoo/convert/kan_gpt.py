@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from kanzoo.convert._checkpoint import read_checkpoint, unwrap_state_dict
 from kanzoo.models._gpt_config import KanGPTConfig
 from kanzoo.models.kan_gpt import KanGPTForCausalLM
 
@@ -98,25 +99,8 @@ def kan_gpt_config(
 
 def _load(source: Any) -> dict[str, torch.Tensor]:
     if isinstance(source, (str, os.PathLike)):
-        path = os.fspath(source)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"from_kan_gpt: no checkpoint file at {path}")
-        if path.endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            source = load_file(path)
-        else:
-            source = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(source, Mapping):
-        raise ValueError(f"from_kan_gpt: expected a state dict or a path, got {type(source).__name__}")
-    for wrapper in ("model", "state_dict", "model_state_dict"):
-        if isinstance(source.get(wrapper), Mapping):
-            source = source[wrapper]
-    sd = dict(source)
-    for prefix in ("module.", "_orig_mod."):
-        while sd and all(k.startswith(prefix) for k in sd):
-            sd = {k[len(prefix) :]: v for k, v in sd.items()}
-    return sd
+        source = read_checkpoint(source, who="from_kan_gpt", suffixes=None)
+    return unwrap_state_dict(source, who="from_kan_gpt")
 
 
 def _peer_key(ours: str) -> str:

@@ -47,12 +47,12 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from kanzoo.convert._checkpoint import fmt_keys, read_checkpoint, unwrap_state_dict
 from kanzoo.models._registry import create_model, is_model, list_models, model_info
 from kanzoo.models.kan_vit import KANViT, KANViTConfig
 
@@ -67,39 +67,11 @@ __all__ = [
 #: KAT's number of attention heads for each registered embed dim (tiny, small, base).
 KAT_NUM_HEADS = {192: 3, 384: 6, 768: 12}
 
-_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
 _EMA_KEYS = ("state_dict_ema", "model_ema", "ema")
-_PREFIXES = ("module.", "_orig_mod.")
 _TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".tar")
 _ACT = re.compile(r"^(blocks\.\d+\.mlp\.)act([12])\.weight_(numerator|denominator)$")
 _FC = re.compile(r"^(blocks\.\d+\.mlp\.fc[12]\.)(weight|bias)$")
 _ACT_INITS = {"swish": "silu", "silu": "silu", "gelu": "gelu"}
-
-
-def _fmt(keys: list[str], limit: int = 8) -> str:
-    shown = ", ".join(keys[:limit])
-    return f"{len(keys)}: {shown}" + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
-
-
-def _read_file(path: Path) -> Any:
-    if not path.is_file():
-        raise FileNotFoundError(f"from_kat: no checkpoint file at {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    if path.suffix not in _TORCH_SUFFIXES:
-        raise ValueError(
-            f"from_kat: {path.name} is neither .safetensors nor one of {_TORCH_SUFFIXES} (torch.save files)"
-        )
-    try:
-        # timm's train.py stores its argparse.Namespace beside the weights: allow just that class
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:  # weights_only refuses pickled objects other than tensors/containers
-        raise ValueError(
-            f"from_kat: {path} could not be read as tensors only (torch.load weights_only=True): {err}"
-        ) from err
 
 
 def load_kat_state_dict(
@@ -129,35 +101,16 @@ def load_kat_state_dict(
     if isinstance(source, nn.Module):
         source = source.state_dict()
     if isinstance(source, (str, os.PathLike)):
-        source = _read_file(Path(source))
-    if not isinstance(source, Mapping):
-        raise ValueError(f"from_kat: expected a state_dict, module or path, got {type(source).__name__}")
-    sd: Mapping[str, Any] = source
-    if use_ema:
-        ema = next((sd[k] for k in _EMA_KEYS if isinstance(sd.get(k), Mapping)), None)
+        # timm's train.py stores its argparse.Namespace beside the weights: allow just that class
+        source = read_checkpoint(
+            source, who="from_kat", suffixes=_TORCH_SUFFIXES, safe_globals=[argparse.Namespace]
+        )
+    if use_ema and isinstance(source, Mapping):
+        ema = next((source[k] for k in _EMA_KEYS if isinstance(source.get(k), Mapping)), None)
         if ema is None:
             raise ValueError(f"from_kat: use_ema=True but the checkpoint has none of {list(_EMA_KEYS)}")
-        sd = ema
-    while not any(torch.is_tensor(v) for v in sd.values()):
-        inner = next((sd[k] for k in _WRAPPER_KEYS if isinstance(sd.get(k), Mapping)), None)
-        if inner is None:
-            raise ValueError(
-                f"from_kat: found no tensors; top-level keys {sorted(map(str, sd))[:8]} hold no state_dict "
-                f"(looked inside {list(_WRAPPER_KEYS)})"
-            )
-        sd = inner
-    bad = sorted(str(k) for k, v in sd.items() if not torch.is_tensor(v))
-    if bad:
-        raise ValueError(f"from_kat: state_dict entries that are not tensors ({_fmt(bad)})")
-    out = {str(k): v for k, v in sd.items()}
-    stripped = True
-    while stripped:
-        stripped = False
-        for prefix in _PREFIXES:
-            if out and all(k.startswith(prefix) for k in out):
-                out = {k[len(prefix) :]: v for k, v in out.items()}
-                stripped = True
-    return out
+        source = ema
+    return unwrap_state_dict(source, who="from_kat")
 
 
 def _shape(sd: Mapping[str, torch.Tensor], key: str, ndim: int) -> tuple[int, ...]:
@@ -284,11 +237,11 @@ def _check_layout(model: KANViT, sd: Mapping[str, torch.Tensor], mapped: Mapping
             f"mlp_ratio={c.mlp_ratio:g}, {c.layer_kwargs}, num_classes={c.num_classes}"
         ]
         if missing:
-            parts.append(f"missing keys ({_fmt(missing)})")
+            parts.append(f"missing keys ({fmt_keys(missing)})")
         if unexpected:
-            parts.append(f"unexpected keys ({_fmt(unexpected)})")
+            parts.append(f"unexpected keys ({fmt_keys(unexpected)})")
         if shapes:
-            parts.append(f"wrong shapes ({_fmt(shapes)})")
+            parts.append(f"wrong shapes ({fmt_keys(shapes)})")
         raise ValueError("\n  ".join(parts))
 
 

@@ -39,18 +39,16 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from kanzoo.convert._checkpoint import fmt_keys, read_checkpoint, unwrap_state_dict
 from kanzoo.models.kan_unet import KANUNet, KANUNetConfig
 
 __all__ = ["from_ukan", "load_ukan_state_dict", "ukan_key"]
 
-_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
-_PREFIXES = ("module.", "_orig_mod.")
 _TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 
 # kanzoo name -> U-KAN name, tried in order (the first match wins).
@@ -101,31 +99,6 @@ def ukan_key(kanzoo_key: str) -> str:
     raise ValueError(f"{kanzoo_key!r} is not a parameter of the U-KAN layout")
 
 
-def _fmt(keys: list[str], limit: int = 8) -> str:
-    shown = ", ".join(keys[:limit])
-    return f"{len(keys)}: {shown}" + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
-
-
-def _read_file(path: Path) -> Any:
-    if not path.is_file():
-        raise FileNotFoundError(f"from_ukan: no checkpoint file at {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    if path.suffix not in _TORCH_SUFFIXES:
-        raise ValueError(
-            f"from_ukan: {path.name} is neither .safetensors nor one of {_TORCH_SUFFIXES} (torch.save files)"
-        )
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:  # weights_only refuses pickled objects other than tensors/containers
-        raise ValueError(
-            f"from_ukan: {path} could not be read as tensors only (torch.load weights_only=True): {err}. "
-            "Save model.state_dict(), not the pickled module"
-        ) from err
-
-
 def load_ukan_state_dict(
     source: Mapping[str, Any] | nn.Module | str | os.PathLike,
 ) -> dict[str, torch.Tensor]:
@@ -146,33 +119,10 @@ def load_ukan_state_dict(
         FileNotFoundError: The path does not exist.
         ValueError: Unreadable file, no tensors, or non-tensor values.
     """
-    if isinstance(source, nn.Module):
-        source = source.state_dict()
     if isinstance(source, (str, os.PathLike)):
-        source = _read_file(Path(source))
-    if not isinstance(source, Mapping):
-        raise ValueError(f"from_ukan: expected a state_dict, module or path, got {type(source).__name__}")
-    sd: Mapping[str, Any] = source
-    while not any(torch.is_tensor(v) for v in sd.values()):
-        inner = next((sd[k] for k in _WRAPPER_KEYS if isinstance(sd.get(k), Mapping)), None)
-        if inner is None:
-            raise ValueError(
-                f"from_ukan: found no tensors; top-level keys {sorted(map(str, sd))[:8]} hold no state_dict "
-                f"(looked inside {list(_WRAPPER_KEYS)})"
-            )
-        sd = inner
-    bad = sorted(str(k) for k, v in sd.items() if not torch.is_tensor(v))
-    if bad:
-        raise ValueError(f"from_ukan: state_dict entries that are not tensors ({_fmt(bad)})")
-    out = {str(k): v for k, v in sd.items()}
-    stripped = True
-    while stripped:
-        stripped = False
-        for prefix in _PREFIXES:
-            if out and all(k.startswith(prefix) for k in out):
-                out = {k[len(prefix) :]: v for k, v in out.items()}
-                stripped = True
-    return out
+        hint = ". Save model.state_dict(), not the pickled module"
+        source = read_checkpoint(source, who="from_ukan", suffixes=_TORCH_SUFFIXES, hint=hint)
+    return unwrap_state_dict(source, who="from_ukan")
 
 
 def _shape(sd: Mapping[str, torch.Tensor], key: str, ndim: int) -> tuple[int, ...]:
@@ -315,11 +265,11 @@ def from_ukan(
     if missing or unexpected or shapes:
         parts = ["from_ukan: the checkpoint does not fit U-KAN with " + _describe(config)]
         if missing:
-            parts.append(f"missing keys ({_fmt(missing)})")
+            parts.append(f"missing keys ({fmt_keys(missing)})")
         if unexpected:
-            parts.append(f"unexpected keys ({_fmt(unexpected)})")
+            parts.append(f"unexpected keys ({fmt_keys(unexpected)})")
         if shapes:
-            parts.append(f"wrong shapes ({_fmt(shapes)})")
+            parts.append(f"wrong shapes ({fmt_keys(shapes)})")
         raise ValueError("\n  ".join(parts))
     model.load_state_dict({k: sd[u] for u, k in names.items()}, strict=True)
     return model.eval()

@@ -1,0 +1,103 @@
+"""Reading a peer's checkpoint file into a plain ``state_dict`` (shared by the peer importers).
+
+Only tensors are ever loaded: ``.safetensors`` files, or ``torch.load(weights_only=True)`` for the
+``torch.save`` formats. Training-checkpoint wrappers (``{"state_dict": sd}`` ...) are unwrapped and
+the key prefixes of DataParallel/DDP (``module.``) and ``torch.compile`` (``_orig_mod.``) stripped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
+PREFIXES = ("module.", "_orig_mod.")
+
+
+def fmt_keys(keys: list[str], limit: int = 8) -> str:
+    """``"<count>: k1, k2, ... (n more)"`` for error messages."""
+    shown = ", ".join(keys[:limit])
+    return f"{len(keys)}: {shown}" + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def read_checkpoint(
+    path: str | os.PathLike,
+    *,
+    who: str,
+    suffixes: tuple[str, ...] | None,
+    safe_globals: Iterable[type] = (),
+    hint: str = "",
+) -> Any:
+    """Load a checkpoint file as tensors only.
+
+    Args:
+        path: The file.
+        who: The importer's name, prefixed to error messages.
+        suffixes: Accepted ``torch.save`` suffixes; ``None`` accepts any suffix besides ``.safetensors``.
+        safe_globals: Extra classes ``torch.load`` may rebuild (e.g. a saved ``argparse.Namespace``).
+        hint: Appended to the error when the file holds pickled objects.
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: An unknown suffix, or a file that is not tensors only.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{who}: no checkpoint file at {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    if suffixes is not None and path.suffix not in suffixes:
+        raise ValueError(
+            f"{who}: {path.name} is neither .safetensors nor one of {suffixes} (torch.save files)"
+        )
+    try:
+        with torch.serialization.safe_globals(list(safe_globals)):
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:  # weights_only refuses pickled objects other than tensors/containers
+        raise ValueError(
+            f"{who}: {path} could not be read as tensors only (torch.load weights_only=True): {err}{hint}"
+        ) from err
+
+
+def unwrap_state_dict(source: Any, *, who: str, wrapper_keys: tuple[str, ...] = WRAPPER_KEYS) -> dict:
+    """A plain ``dict`` of name -> tensor from a module, a state dict, or a wrapped training checkpoint.
+
+    Wrappers are entered (in ``wrapper_keys`` order) until a level holds tensors; other entries beside
+    a wrapper (an optimizer, saved arguments) are ignored. ``module.``/``_orig_mod.`` prefixes shared
+    by all keys are stripped, in any nesting.
+
+    Raises:
+        ValueError: Not a mapping, no tensors found, or entries that are not tensors.
+    """
+    if isinstance(source, nn.Module):
+        source = source.state_dict()
+    if not isinstance(source, Mapping):
+        raise ValueError(f"{who}: expected a state_dict, module or path, got {type(source).__name__}")
+    sd: Mapping[str, Any] = source
+    while not any(torch.is_tensor(v) for v in sd.values()):
+        inner = next((sd[k] for k in wrapper_keys if isinstance(sd.get(k), Mapping)), None)
+        if inner is None:
+            raise ValueError(
+                f"{who}: found no tensors; top-level keys {sorted(map(str, sd))[:8]} hold no state_dict "
+                f"(looked inside {list(wrapper_keys)})"
+            )
+        sd = inner
+    bad = sorted(str(k) for k, v in sd.items() if not torch.is_tensor(v))
+    if bad:
+        raise ValueError(f"{who}: state_dict entries that are not tensors ({fmt_keys(bad)})")
+    out = {str(k): v for k, v in sd.items()}
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in PREFIXES:
+            if out and all(k.startswith(prefix) for k in out):
+                out = {k[len(prefix) :]: v for k, v in out.items()}
+                stripped = True
+    return out
