@@ -5,6 +5,7 @@ See ``kanzoo/layers/_fused.py`` for the memory-lean, optionally compiled trainin
 """
 
 from ._fused import compile_enabled, set_compile
+from ._protocol import KANLayer, is_kan_layer
 from .bases import Basis, get_basis, list_bases, register_basis
 from .factory import get_conv_layer, get_linear_layer, list_layer_specs
 from .kan_conv import KANConv1d, KANConv2d, KANConv3d, KANConvNd
@@ -16,11 +17,13 @@ __all__ = [
     "KANConv2d",
     "KANConv3d",
     "KANConvNd",
+    "KANLayer",
     "KANLinear",
     "compile_enabled",
     "get_basis",
     "get_conv_layer",
     "get_linear_layer",
+    "is_kan_layer",
     "list_bases",
     "list_layer_specs",
     "register_basis",

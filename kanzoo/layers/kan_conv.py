@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._fused import _cast, _compute_dtype, build_features, features_and_input_grad, input_grad, run_fused
+from ._protocol import KANLayer
 from .bases import Basis
 from .kan_linear import _make_basis, check_base_activation, fused_weight, init_kan_parameters
 
@@ -105,7 +106,7 @@ def _tuple(value, dim: int, name: str) -> tuple[int, ...]:
     return out
 
 
-class KANConvNd(nn.Module):
+class KANConvNd(KANLayer):
     """Kolmogorov-Arnold convolution over ``dim`` spatial dimensions (drop-in for ``nn.ConvNd``).
 
     Args:

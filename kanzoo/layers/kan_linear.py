@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._fused import ACTIVATIONS, KANLinearFunction, activation
+from ._protocol import KANLayer
 from .bases import Basis, get_basis
 
 __all__ = ["KANLinear", "check_base_activation", "fused_weight"]
@@ -74,7 +75,7 @@ def init_kan_parameters(layer: nn.Module, *, fan_in: int) -> None:
         nn.init.uniform_(layer.bias, -bound, bound)
 
 
-class KANLinear(nn.Module):
+class KANLinear(KANLayer):
     """Kolmogorov-Arnold linear layer, a drop-in for ``nn.Linear`` (any leading dimensions).
 
     Every edge ``i -> j`` carries ``phi_ij(x) = W_b[j, i] act(x) + s[j, i] sum_f W_s[j, i, f] B_f(x)``.
