@@ -174,9 +174,9 @@ class BSplineBasis(Basis):
 
     def is_uniform(self) -> bool:
         """Whether every input's knots are equally spaced (cached per grid version)."""
-        if torch.compiler.is_compiling():
-            return self._uniform
         g = self.grid
+        if torch.compiler.is_compiling() or g.is_meta:  # no values to inspect: keep the last answer
+            return self._uniform
         key = (g.data_ptr(), g._version, g.dtype, g.device, tuple(g.shape))
         if key != self._uniform_key:
             d = g.diff(dim=1)
