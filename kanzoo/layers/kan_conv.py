@@ -21,7 +21,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._fused import _cast, _compute_dtype, build_features, features_and_input_grad, input_grad, run_fused
+from ._fused import (
+    KANLinearFunction,
+    _cast,
+    _compute_dtype,
+    _group_cat,
+    _split,
+    activation,
+    build_features,
+    build_weight,
+    differentiable_grads,
+    features_and_input_grad,
+    input_grad,
+    keep_weight,
+    plain_features,
+    plain_fused_weight,
+    run_fused,
+)
 from ._protocol import KANLayer
 from .bases import Basis
 from .kan_linear import _make_basis, check_base_activation, fused_weight, init_kan_parameters
@@ -29,67 +45,116 @@ from .kan_linear import _make_basis, check_base_activation, fused_weight, init_k
 __all__ = ["KANConv1d", "KANConv2d", "KANConv3d", "KANConvNd"]
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
-_CONV_INPUT_GRAD = {
-    1: torch.nn.grad.conv1d_input,
-    2: torch.nn.grad.conv2d_input,
-    3: torch.nn.grad.conv3d_input,
-}
-_CONV_WEIGHT_GRAD = {
-    1: torch.nn.grad.conv1d_weight,
-    2: torch.nn.grad.conv2d_weight,
-    3: torch.nn.grad.conv3d_weight,
-}
+_CHANNELS_LAST = {2: torch.channels_last, 3: torch.channels_last_3d}
+
+
+def _channels_last(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """``t`` in the channels-last layout of a ``dim``-d map (1-d maps: unchanged)."""
+    fmt = _CHANNELS_LAST.get(dim)
+    return t if fmt is None else t.contiguous(memory_format=fmt)
+
+
+def plain_conv(x, base_weight, spline_weight, spline_scaler, bias, mm_dtype, conf, act, phi_fn, *args):
+    """The KAN convolution as plain differentiable ops (reference and ``create_graph`` backward)."""
+    dim, stride, padding, dilation, groups = conf
+    cd = _compute_dtype(x.dtype)
+    feats = plain_features(x.movedim(1, -1).to(cd), act, phi_fn, groups, *_cast(args, cd)).movedim(-1, 1)
+    weight = plain_fused_weight(base_weight, spline_weight, spline_scaler).to(mm_dtype)
+    bias = None if bias is None else bias.to(mm_dtype)
+    return _CONV[dim](feats.to(mm_dtype), weight, bias, stride, padding, dilation, groups)
 
 
 class KANConvFunction(torch.autograd.Function):
-    """Expansion + convolution saving only ``x`` and the weight; backward recomputes the expansion.
+    """Expansion + convolution saving only ``x`` (and the small fused weight); backward recomputes
+    the expansion.
 
-    ``apply(x (N, C, *S), weight, bias, dim, stride, padding, dilation, groups, act, phi_fn, both_fn,
-    *basis_args)`` with integer-tuple ``padding`` (zero padding of the expanded map).
+    ``apply(x (N, C, *S), base_weight, spline_weight, spline_scaler, bias, mm_dtype,
+    conf=(dim, stride, padding, dilation, groups), act, phi_fn, both_fn, *basis_args)`` with
+    integer-tuple ``padding`` (zero padding of the expanded map).
+
+    Layout: the expansion is computed on ``x.movedim(1, -1)`` and written channels-last, so the
+    convolution and both its backward products run on channels-last maps whatever the layout of
+    ``x`` (the incoming gradient is made channels-last too): mixed layouts make oneDNN reorder
+    the 9x-channel maps. Backward is ONE ``aten.convolution_backward`` call for the input and
+    weight gradients. Parameter gradients are split from the fused weight's as in
+    ``KANLinearFunction``; a backward with grad mode on differentiates :func:`plain_conv`.
     """
 
     @staticmethod
     def forward(
-        ctx, x, weight, bias, dim, stride, padding, dilation, groups, act, phi_fn, both_fn, *basis_args
+        ctx, x, base_weight, spline_weight, spline_scaler, bias, mm_dtype, conf, act, phi_fn, both_fn,
+        *basis_args,
     ):
+        dim, stride, padding, dilation, groups = conf
         cd = _compute_dtype(x.dtype)
         args = _cast(basis_args, cd)
-        feats = run_fused(build_features, x.movedim(1, -1).to(cd), act, phi_fn, weight.dtype, *args)
-        y = _CONV[dim](feats.movedim(-1, 1), weight, bias, stride, padding, dilation, groups)
-        ctx.save_for_backward(x, weight, *[a for a in basis_args if torch.is_tensor(a)])
+        weight = build_weight(base_weight, spline_weight, spline_scaler, mm_dtype)
+        feats = run_fused(build_features, x.movedim(1, -1).to(cd), act, phi_fn, mm_dtype, groups, *args)
+        b = None if bias is None else bias.to(mm_dtype)
+        y = _CONV[dim](feats.movedim(-1, 1), weight, b, stride, padding, dilation, groups)
+        m = weight.shape[1] * groups // x.shape[1]
+        kept = weight if torch.compiler.is_compiling() or keep_weight(weight, x, m) else None
+        tensor_args = [a for a in basis_args if torch.is_tensor(a)]
+        ctx.save_for_backward(x, base_weight, spline_weight, spline_scaler, bias, kept, *tensor_args)
         ctx.template = [None if torch.is_tensor(a) else a for a in basis_args]
-        ctx.conf = (dim, stride, padding, dilation, groups, act, phi_fn, both_fn, bias is not None)
+        ctx.conf = (mm_dtype, conf, act, phi_fn, both_fn)
         return y
 
     @staticmethod
     def backward(ctx, grad_y):
-        x, weight, *tensor_args = ctx.saved_tensors
-        dim, stride, padding, dilation, groups, act, phi_fn, both_fn, has_bias = ctx.conf
+        x, base_weight, spline_weight, spline_scaler, bias, weight, *tensor_args = ctx.saved_tensors
         it = iter(tensor_args)
+        basis_args = tuple(next(it) if a is None else a for a in ctx.template)
+        mm_dtype, conf, act, phi_fn, both_fn = ctx.conf
+        nones = (None,) * (5 + len(basis_args))
+        if torch.is_grad_enabled():  # create_graph: exact autograd of the plain formula
+            params = (x, base_weight, spline_weight, spline_scaler, bias)
+            extra = (mm_dtype, conf, act, phi_fn, *basis_args)
+            return (*differentiable_grads(ctx, grad_y, plain_conv, params, extra), *nones)
+        dim, stride, padding, dilation, groups = conf
         cd = _compute_dtype(x.dtype)
-        args = _cast(tuple(next(it) if a is None else a for a in ctx.template), cd)
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        args = _cast(basis_args, cd)
+        need_x, need_b, need_s, need_c, need_bias = ctx.needs_input_grad[:5]
+        need_w = need_b or need_s or need_c
+        need_bias = need_bias and bias is not None
+        if weight is None:
+            weight = build_weight(base_weight, spline_weight, spline_scaler, mm_dtype)
         xl = x.movedim(1, -1).to(cd)
-        m = weight.shape[1] * groups // x.shape[1]
-        feat_shape = (x.shape[0], x.shape[1] * m, *x.shape[2:])
-        grad_x = grad_w = grad_b = feats = None
+        grad_y = _channels_last(grad_y.to(mm_dtype), dim)
+        conv_args = (stride, padding, dilation, False, (0,) * dim, groups)
+        feats = grad_x = grad_w = grad_b = None
         if need_x:
-            grad_feats = _CONV_INPUT_GRAD[dim](feat_shape, weight, grad_y, stride, padding, dilation, groups)
-            grad_f = grad_feats.unflatten(1, (x.shape[1], m)).movedim(1, -1).movedim(1, -1).to(cd)
+            # dx first: its convolution needs only the features' shape, so ONE basis pass then
+            # gives both the features (for dW) and dx. One convolution_backward call for both
+            # products would need the features before dx, i.e. two basis passes; on AMD EPYC
+            # (Zen 3) the single call measured no faster than the two.
+            shape = (*xl.shape[:-1], weight.shape[1] * groups)
+            placeholder = xl.new_empty(shape, dtype=mm_dtype).movedim(-1, 1)
+            grad_f = torch.ops.aten.convolution_backward(
+                grad_y, placeholder, weight, None, *conv_args, [True, False, False]
+            )[0].movedim(1, -1)
             if need_w:
-                feats, gx = run_fused(features_and_input_grad, xl, act, both_fn, grad_f, weight.dtype, *args)
+                fn = features_and_input_grad
+                feats, gx = run_fused(fn, xl, act, both_fn, grad_f, mm_dtype, groups, *args)
             else:
-                gx = run_fused(input_grad, xl, act, both_fn, grad_f, *args)
+                gx = run_fused(input_grad, xl, act, both_fn, grad_f, groups, *args)
             grad_x = gx.movedim(-1, 1).to(x.dtype)
-        if need_w:
+        if need_w or need_bias:
             if feats is None:
-                feats = run_fused(build_features, xl, act, phi_fn, weight.dtype, *args)
-            grad_w = _CONV_WEIGHT_GRAD[dim](
-                feats.movedim(-1, 1), weight.shape, grad_y, stride, padding, dilation, groups
+                feats = run_fused(build_features, xl, act, phi_fn, mm_dtype, groups, *args)
+            bias_sizes = [weight.shape[0]] if need_bias else None
+            _, grad_w, grad_b = torch.ops.aten.convolution_backward(
+                grad_y, feats.movedim(-1, 1), weight, bias_sizes, *conv_args, [False, need_w, need_bias]
             )
-        if need_b and has_bias:
-            grad_b = grad_y.sum(dim=(0, *range(2, grad_y.dim())))
-        return (grad_x, grad_w, grad_b) + (None,) * (8 + len(ctx.template))
+        g_base = g_spline = g_scaler = None
+        if need_w:
+            has_base = base_weight is not None
+            g_base, g_spline, g_scaler = _split(grad_w, has_base, spline_weight, spline_scaler)
+            if g_base is not None:
+                g_base = g_base.to(base_weight.dtype)
+        if grad_b is not None:
+            grad_b = grad_b.to(bias.dtype)
+        return (grad_x, g_base, g_spline, g_scaler, grad_b, *nones)
 
 
 _SPATIAL = {1: "L", 2: "H, W", 3: "D, H, W"}
@@ -255,15 +320,35 @@ class KANConvNd(KANLayer):
         return wdtype
 
     def expand(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-channel basis expansion ``(N, C, *S) -> (N, C * (1 + n), *S)`` (plain autograd)."""
+        """Per-channel basis expansion ``(N, C, *S) -> (N, C * (1 + n), *S)`` (plain autograd), in
+        the group-block channel order of ``fused_weight()``: per group ``[act(x_c) | B(x_c)]``."""
         xl = x.movedim(1, -1)
         phi = self.basis(xl)
-        if self.base_activation is not None:
-            from ._fused import activation
+        if self.base_activation is None:
+            return phi.flatten(-2).movedim(-1, 1)
+        a = activation(xl.to(phi.dtype), self.base_activation)
+        return _group_cat(a, phi, self.groups).movedim(-1, 1)
 
-            a = activation(xl.to(phi.dtype), self.base_activation)
-            phi = torch.cat([a.unsqueeze(-1), phi], dim=-1)
-        return phi.flatten(-2).movedim(-1, 1)
+    def _pointwise(self, padding) -> bool:
+        """1x1 kernels without padding or groups: a KANLinear over the channels of every pixel."""
+        no_pad = padding in ("same", "valid", 0) or all(p == 0 for p in padding)
+        return self.groups == 1 and no_pad and all(k == 1 for k in self.kernel_size)
+
+    def _pointwise_forward(self, x: torch.Tensor, mm_dtype: torch.dtype, spec) -> torch.Tensor:
+        """A pointwise KAN convolution as ``KANLinearFunction`` on the (strided) pixels, channels-last:
+        strided taps are sampled before the expansion (a 1x1 stride-2 shortcut expands a quarter
+        of the map) and the convolution becomes one matmul."""
+        phi_fn, both_fn, args = spec
+        sub = x[(slice(None), slice(None), *[slice(None, None, s) for s in self.stride])].movedim(1, -1)
+        o, c = self.out_channels, self.in_channels
+        base = None if self.base_weight is None else self.base_weight.view(o, c)
+        spline = self.spline_weight.view(o, c, -1)
+        scaler = None if self.spline_scaler is None else self.spline_scaler.view(o, c)
+        act = self.base_activation
+        y = KANLinearFunction.apply(
+            sub.reshape(-1, c), base, spline, scaler, self.bias, mm_dtype, act, phi_fn, both_fn, *args
+        )
+        return y.view(*sub.shape[:-1], o).movedim(-1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mm_dtype = self._check_input(x)
@@ -275,17 +360,20 @@ class KANConvNd(KANLayer):
             padding: tuple[int, ...] | str = 0
         else:
             padding = self.padding
-        weight = self.fused_weight().to(mm_dtype)
-        bias = None if self.bias is None else self.bias.to(mm_dtype)
         spec = self.basis.functional()
+        params = (self.base_weight, self.spline_weight, self.spline_scaler, self.bias)
         with torch.autocast(x.device.type, enabled=False):
-            if spec is not None and not isinstance(padding, str):
+            if spec is not None and self._pointwise(padding):
+                y = self._pointwise_forward(x, mm_dtype, spec)
+            elif spec is not None and not isinstance(padding, str):
                 phi_fn, both_fn, args = spec
-                conf = (self.dim, self.stride, tuple(padding) if padding else (0,) * self.dim, self.dilation)
-                y = KANConvFunction.apply(
-                    x, weight, bias, *conf, self.groups, self.base_activation, phi_fn, both_fn, *args
-                )
+                pad = tuple(padding) if padding else (0,) * self.dim
+                conf = (self.dim, self.stride, pad, self.dilation, self.groups)
+                act = self.base_activation
+                y = KANConvFunction.apply(x, *params, mm_dtype, conf, act, phi_fn, both_fn, *args)
             else:
+                weight = self.fused_weight().to(mm_dtype)
+                bias = None if self.bias is None else self.bias.to(mm_dtype)
                 feats = self.expand(x).to(mm_dtype)
                 y = _CONV[self.dim](feats, weight, bias, self.stride, padding, self.dilation, self.groups)
         return y.squeeze(0) if unbatched else y

@@ -1,7 +1,8 @@
 """``KANLinear``: a Kolmogorov-Arnold layer that is a drop-in for ``nn.Linear``.
 
 ``y = W_b act(x) + (W_s * s) B(x) + bias``, evaluated as ONE matmul of the concatenated features
-``[act(x), B(x)]`` (width ``in * (1 + n)``, per-input blocks) with the concatenated weights.
+``[act(x) | B(x)]`` (width ``in * (1 + n)``: the ``in`` activations, then the ``in * n`` basis
+values input-major) with the concatenated weights ``[W_b | W_s * s]``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._fused import ACTIVATIONS, KANLinearFunction, activation
+from ._fused import ACTIVATIONS, activation, linear_function, plain_fused_weight
 from ._protocol import KANLayer
 from .bases import Basis, get_basis
 
@@ -32,17 +33,13 @@ def check_base_activation(base_activation: str | None) -> str | None:
 def fused_weight(
     base_weight: torch.Tensor | None, spline_weight: torch.Tensor, spline_scaler: torch.Tensor | None
 ) -> torch.Tensor:
-    """Concatenate ``[W_b, W_s * s]`` per input: ``(out, in, [1 +] n, *kernel) -> (out, in * m, *kernel)``.
+    """Concatenate ``[W_b | W_s * s]``: ``(out, in, [1 +] n, *kernel) -> (out, in * m, *kernel)``.
 
     Works for linear ``(out, in)``/``(out, in, n)`` and conv ``(out, in, *k)``/``(out, in, n, *k)``
-    weight shapes.
+    weight shapes. Differentiable (plain autograd); the layers' fast path builds the same matrix
+    without autograd (``kanzoo.layers._fused.build_weight``).
     """
-    w = spline_weight
-    if spline_scaler is not None:
-        w = w * spline_scaler.unsqueeze(2)
-    if base_weight is not None:
-        w = torch.cat([base_weight.unsqueeze(2), w], dim=2)
-    return w.flatten(1, 2)
+    return plain_fused_weight(base_weight, spline_weight, spline_scaler)
 
 
 def _make_basis(basis: str | type | functools.partial | Basis, in_features: int, kwargs: dict) -> Basis:
@@ -152,7 +149,7 @@ class KANLinear(KANLayer):
         return self.spline_weight * self.spline_scaler.unsqueeze(-1)
 
     def fused_weight(self) -> torch.Tensor:
-        """The ``(out, in * (1 + n))`` matrix multiplying ``[act(x), B(x)]``."""
+        """The ``(out, in * (1 + n))`` matrix ``[W_b | W_s * s]`` multiplying ``[act(x) | B(x)]``."""
         return fused_weight(self.base_weight, self.spline_weight, self.spline_scaler)
 
     def _check_input(self, x: torch.Tensor) -> torch.dtype:
@@ -181,24 +178,28 @@ class KANLinear(KANLayer):
         mm_dtype = self._check_input(x)
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
-        weight = self.fused_weight().to(mm_dtype)
-        bias = None if self.bias is None else self.bias.to(mm_dtype)
         spec = self.basis.functional()
+        params = (self.base_weight, self.spline_weight, self.spline_scaler, self.bias)
         with torch.autocast(x.device.type, enabled=False):
             if spec is not None:
+                # The parameters go in as they are: the Function builds the fused weight without
+                # an autograd graph and splits its gradient analytically (see _fused.py).
                 phi_fn, both_fn, args = spec
-                y = KANLinearFunction.apply(x2, weight, bias, self.base_activation, phi_fn, both_fn, *args)
-            else:
-                y = F.linear(self._features(x2).to(mm_dtype), weight, bias)
+                act = self.base_activation
+                fn = linear_function(x2, act, phi_fn, args)  # Triton kernels on CUDA, if available
+                y = fn.apply(x2, *params, mm_dtype, act, phi_fn, both_fn, *args)
+            else:  # bases with trainable parameters (rational): plain autograd
+                bias = None if self.bias is None else self.bias.to(mm_dtype)
+                y = F.linear(self._features(x2).to(mm_dtype), self.fused_weight().to(mm_dtype), bias)
         return y.reshape(*lead, self.out_features)
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
-        """Plain-autograd features ``[act(x), B(x)]`` flattened to ``(..., in * m)``."""
+        """Plain-autograd features ``[act(x) | B(x)]`` flattened to ``(..., in * m)``."""
         phi = self.basis(x)
-        if self.base_activation is not None:
-            a = activation(x.to(phi.dtype), self.base_activation)
-            phi = torch.cat([a.unsqueeze(-1), phi], dim=-1)
-        return phi.flatten(-2)
+        if self.base_activation is None:
+            return phi.flatten(-2)
+        a = activation(x.to(phi.dtype), self.base_activation)
+        return torch.cat([a, phi.flatten(-2)], dim=-1)
 
     # -- grid and interpretability tools (implemented in kanzoo.layers.grid) ----------------------
 
