@@ -1,47 +1,51 @@
-"""Speed and memory of the KAN layers against MLP baselines, measured in ONE run.
+"""Speed and memory of the KAN layers against parameter-matched MLPs (and peers), in ONE run.
 
-    python benchmarks/layers.py            # full table (a few minutes on 2 cores)
-    python benchmarks/layers.py --quick    # fewer repetitions
-    python benchmarks/layers.py --rational # only the GR-KAN (rational) section
+    python benchmarks/layers.py                 # linear + conv + GR-KAN tables (a few minutes)
+    python benchmarks/layers.py --quick         # fewer repetitions
+    python benchmarks/layers.py --peers         # + pykan, kan-gpt, ikan, flashkan, torchkan rows
+    python benchmarks/layers.py --threads 1 --timer cpu   # how tables on a busy machine were taken
+    python benchmarks/layers.py --dtype bf16    # under bf16 autocast
+    python benchmarks/layers.py --only linear   # one section: linear | conv | rational
 
 For every shape the candidates are timed interleaved (A, B, C, A, B, C, ...) and the medians are
-reported, so load from other processes on a shared machine hits all candidates alike. Ratios are
-against (a) ``nn.Linear`` + SiLU of the same shape and (b) a parameter-matched MLP
-``in -> h -> out`` with SiLU (``h`` chosen so its parameter count equals the KAN layer's).
-"Saved" is the memory kept for backward: the sum of unique storage bytes passed through
-``torch.autograd.graph.saved_tensors_hooks`` during one forward.
+reported, so load from other processes hits all candidates alike. Ratios are against a
+parameter-matched MLP ``in -> h -> out`` with SiLU, ``h`` chosen so its parameter count equals
+the B-spline ``KANLinear``'s. The other bases get the same number of basis functions per input
+(rbf ``grid_size = G + k`` centres, chebyshev ``degree = G + k - 1``, fourier ``(G + k) // 2``
+harmonics). "saved" is the memory autograd keeps for backward during one forward: unique storages
+passed through ``saved_tensors_hooks``, the module's own parameters and buffers excluded (they
+exist anyway).
 
-The GR-KAN section times, interleaved in one run, the rational ``KANLinear`` as KAN-ViT uses it
-(``get_linear_layer("kan_rational")``: no base branch) with the fused autograd Function, the same
-layer on the plain-autograd formula (``basis.fused = False``, same weights) and an MLP with the
-same parameter count; then one KAN-ViT tiny training step (forward+backward of a batch) fused vs
-plain autograd, next to its MLP twin ``vit_tiny``.
+``--peers`` pip-installs the peer packages into a scratch directory (``pip install --no-deps
+--target``; see ``benchmarks/_peers.py``) and times their layers in the same interleaved run:
+pykan's KANLayer, kan-gpt's efficient-kan layer, ikan's efficient-kan (eager and under
+``torch.compile`` as a user would call it), ChebyKAN, FourierKAN and KAT's GR-KAN torch path,
+flashkan 0.2; torchkan ships no code on PyPI (reported).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
-import time
+import contextlib
+import math
+import sys
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-import kanzoo
-import kanzoo.layers as kl
-from kanzoo.layers import KANConv2d, KANLinear, get_linear_layer
-from kanzoo.layers.bases import RationalBasis
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
 
+import kanzoo.layers as kl  # noqa: E402
+from kanzoo.layers import KANConv2d, KANLinear, get_linear_layer  # noqa: E402
+from kanzoo.layers.bases import RationalBasis  # noqa: E402
 
-class LinearSiLU(nn.Module):
-    def __init__(self, d_in: int, d_out: int) -> None:
-        super().__init__()
-        self.fc = nn.Linear(d_in, d_out)
-
-    def forward(self, x):
-        return F.silu(self.fc(x))
+#: (in = out, batch, grid size G) of the linear table (the issue's shapes).
+LINEAR_SHAPES = [(64, 4096, 5), (256, 1024, 5), (1024, 256, 5), (1024, 256, 20)]
+BASES = ["bspline", "rbf", "chebyshev", "fourier"]
+SPLINE_ORDER = 3
 
 
 class MatchedMLP(nn.Module):
@@ -53,106 +57,153 @@ class MatchedMLP(nn.Module):
         return self.fc2(F.silu(self.fc1(x)))
 
 
-class PeerEfficientKAN(nn.Module):
-    """Plain-torch KAN in the efficient-kan formulation (written from its published math):
-    recursive-free Cox-de Boor basis kept by autograd, two matmuls (base + spline)."""
-
-    def __init__(self, d_in: int, d_out: int, grid_size: int = 5, k: int = 3) -> None:
-        super().__init__()
-        h = 2.0 / grid_size
-        grid = torch.arange(-k, grid_size + k + 1) * h - 1.0
-        self.register_buffer("grid", grid.expand(d_in, -1).contiguous())
-        self.k = k
-        self.base_weight = nn.Parameter(torch.randn(d_out, d_in) / d_in**0.5)
-        self.spline_weight = nn.Parameter(torch.randn(d_out, d_in, grid_size + k) * 0.1 / d_in**0.5)
-        self.spline_scaler = nn.Parameter(torch.ones(d_out, d_in))
-
-    def forward(self, x):
-        g, xe = self.grid, x.unsqueeze(-1)
-        b = ((xe >= g[:, :-1]) & (xe < g[:, 1:])).to(x.dtype)
-        for p in range(1, self.k + 1):
-            b = (xe - g[:, : -(p + 1)]) / (g[:, p:-1] - g[:, : -(p + 1)]) * b[..., :-1] + (
-                g[:, p + 1 :] - xe
-            ) / (g[:, p + 1 :] - g[:, 1:-p]) * b[..., 1:]
-        w = (self.spline_weight * self.spline_scaler.unsqueeze(-1)).flatten(1)
-        return F.linear(F.silu(x), self.base_weight) + F.linear(b.flatten(1), w)
+def matched_hidden(n_params: int, d_in: int, d_out: int) -> int:
+    """Hidden width of an ``in -> h -> out`` MLP (with biases) with ``n_params`` parameters."""
+    return max(1, round((n_params - d_out) / (d_in + d_out + 1)))
 
 
-def n_params(m: nn.Module) -> int:
-    return sum(p.numel() for p in m.parameters())
+def kan_layer(basis: str, d: int, grid: int) -> KANLinear:
+    n = grid + SPLINE_ORDER
+    kwargs = {
+        "bspline": {"grid_size": grid, "spline_order": SPLINE_ORDER},
+        "rbf": {"grid_size": n},
+        "chebyshev": {"degree": n - 1},
+        "fourier": {"num_frequencies": max(1, n // 2)},
+    }[basis]
+    return KANLinear(d, d, basis=basis, **kwargs)
 
 
-def saved_bytes(module: nn.Module, x: torch.Tensor) -> int:
-    storages: dict[int, int] = {}
+class Runner:
+    """Times candidate modules on one input: forward (no grad) and forward+backward."""
 
-    def pack(t):
-        s = t.untyped_storage()
-        storages[s.data_ptr()] = s.nbytes()
-        return t
+    def __init__(self, *, timer: str, dtype: str, device: str) -> None:
+        self.timer, self.dtype, self.device = timer, dtype, device
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        module(x)
-    return sum(storages.values())
+    def _ctx(self):
+        if self.dtype == "bf16":
+            return torch.autocast(self.device, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
+    def _sync(self):
+        if self.device == "cuda":
+            torch.cuda.synchronize()
 
-def bench(cands: dict[str, nn.Module], x: torch.Tensor, reps: int, warmup: int = 3):
-    """Interleaved medians of forward (no grad) and forward+backward (ms)."""
-    xg = x.clone().requires_grad_()
-    fwd = {k: [] for k in cands}
-    fb = {k: [] for k in cands}
+    def steps(self, module: nn.Module, x: torch.Tensor):
+        xg = x.detach().clone().requires_grad_()
 
-    def step(m, grad: bool):
-        if grad:
-            m.zero_grad(set_to_none=True)
+        def fwd():
+            with torch.no_grad(), self._ctx():
+                module(x)
+            self._sync()
+
+        def fwd_bwd():
+            module.zero_grad(set_to_none=True)
             xg.grad = None
-            m(xg).sum().backward()
-        else:
-            with torch.no_grad():
-                m(x)
+            with self._ctx():
+                y = module(xg)
+            y.float().sum().backward()
+            self._sync()
 
-    for _ in range(warmup):
-        for m in cands.values():
-            step(m, False)
-            step(m, True)
-    for _ in range(reps):
+        return fwd, fwd_bwd
+
+    def run(self, cands: dict[str, nn.Module], x: torch.Tensor, reps: int) -> dict[str, tuple]:
+        steps = {}
         for name, m in cands.items():
-            t = time.perf_counter()
-            step(m, False)
-            fwd[name].append(time.perf_counter() - t)
-            t = time.perf_counter()
-            step(m, True)
-            fb[name].append(time.perf_counter() - t)
-    med = {k: 1e3 * statistics.median(v) for k, v in fwd.items()}
-    return med, {k: 1e3 * statistics.median(v) for k, v in fb.items()}
+            f, fb = self.steps(m, x)
+            steps[name + "\0f"], steps[name + "\0fb"] = f, fb
+        med = C.interleaved(steps, reps=reps, warmup=2, timer=self.timer)
+        out = {}
+        for name, m in cands.items():
+            with self._ctx():
+                mem = C.module_saved_mib(m, x)
+            out[name] = (C.n_params(m), med[name + "\0f"], med[name + "\0fb"], mem)
+        return out
 
 
-def linear_table(d: int, batch: int, reps: int, bases: list[str]) -> list[tuple]:
-    x = torch.randn(batch, d)
-    cands: dict[str, nn.Module] = {"nn.Linear+SiLU": LinearSiLU(d, d)}
-    kan = {f"KANLinear[{b}]": KANLinear(d, d, basis=b) for b in bases}
-    p_kan = n_params(kan["KANLinear[bspline]"])
-    hidden = max(1, round((p_kan - d) / (2 * d + 1)))
-    cands[f"MLP h={hidden}"] = MatchedMLP(d, hidden, d)
-    cands.update(kan)
-    cands["peer efficient-kan-style"] = PeerEfficientKAN(d, d)
-    fwd, fb = bench(cands, x, reps)
-    names = list(cands)
+def adaptive_reps(
+    runner: Runner, cands: dict[str, nn.Module], x: torch.Tensor, budget_s: float, cap: int
+) -> int:
+    """Repetitions so that the shape takes about ``budget_s`` seconds (at least 5)."""
+    import time
+
+    t0 = time.perf_counter()
+    for m in cands.values():
+        for fn in runner.steps(m, x):
+            fn()
+    one = time.perf_counter() - t0
+    return int(max(5, min(cap, budget_s / max(one, 1e-6))))
+
+
+def linear_rows(args, runner: Runner, peers: bool) -> tuple[list[list], list[str]]:
+    rows, notes = [], []
+    for d, batch, grid in LINEAR_SHAPES:
+        torch.manual_seed(0)
+        x = torch.randn(batch, d, device=args.device)
+        kan = {f"kanzoo {b}": kan_layer(b, d, grid).to(args.device) for b in BASES}
+        hidden = matched_hidden(C.n_params(kan["kanzoo bspline"]), d, d)
+        cands: dict[str, nn.Module] = {f"MLP h={hidden}": MatchedMLP(d, hidden, d).to(args.device), **kan}
+        shape = f"{d}->{d} N={batch} G={grid}"
+        if peers:
+            import _peers
+
+            for name, ctor in _peers.linear_peers(d, d, grid, SPLINE_ORDER, grid + SPLINE_ORDER).items():
+                reason = _peers.skip_reason(name, batch, d, d, grid, SPLINE_ORDER)
+                if reason:
+                    notes.append(f"{shape}: {name} {reason}")
+                    continue
+                try:
+                    cands[name] = ctor().to(args.device)
+                except Exception as err:  # a peer that fails to build is reported, not fatal
+                    notes.append(f"{shape}: {name} failed to build: {type(err).__name__}: {err}")
+        reps = args.reps or adaptive_reps(runner, cands, x, budget_s=args.budget, cap=25)
+        res = runner.run(cands, x, reps)
+        mlp = res[next(iter(cands))]
+        for name, (p, f, fb, mem) in res.items():
+            rows.append([shape, name, p, f, fb, mem, C.ratio(fb, mlp[2]), C.ratio(mem, mlp[3]), reps])
+        print(f"  done {shape} ({reps} reps)", file=sys.stderr, flush=True)
+    return rows, notes
+
+
+def summarize_linear(rows: list[list]) -> list[str]:
+    """Targets: B-spline <= 1.0x the MLP, not behind the best peer, other bases <= 1.1x B-spline,
+    saved memory <= 0.5x the MLP's."""
+    out = []
+    shapes = dict.fromkeys(r[0] for r in rows)
+    for shape in shapes:
+        sub = {r[1]: r for r in rows if r[0] == shape}
+        bs = sub["kanzoo bspline"]
+        peers = {k: v for k, v in sub.items() if not k.startswith(("kanzoo", "MLP"))}
+        line = f"{shape}: bspline f+b {bs[6]:.2f}x MLP, saved {bs[7]:.2f}x MLP"
+        others = ", ".join(f"{b} {sub['kanzoo ' + b][4] / bs[4]:.2f}x" for b in BASES[1:])
+        line += f"; vs bspline: {others}"
+        if peers:
+            best = min(peers, key=lambda k: peers[k][4])
+            line += (
+                f"; best peer {best} {peers[best][6]:.2f}x MLP (bspline/best {bs[4] / peers[best][4]:.2f}x)"
+            )
+        out.append(line)
+    return out
+
+
+def conv_rows(args, runner: Runner) -> list[list]:
+    """KANConv2d vs nn.Conv2d of the same shape and vs a parameter-matched (wider) nn.Conv2d."""
     rows = []
-    for name in names:
-        rows.append((f"{d}->{d} N={batch}", name, n_params(cands[name]), fwd[name], fb[name],
-                     saved_bytes(cands[name], x.clone().requires_grad_()) / 2**20))  # fmt: skip
-    return rows
-
-
-def conv_table(reps: int) -> list[tuple]:
-    x = torch.randn(16, 16, 32, 32)
-    cands = {"nn.Conv2d 16->16 3x3": nn.Conv2d(16, 16, 3, padding=1),
-             "KANConv2d[bspline]": KANConv2d(16, 16, 3, padding=1)}  # fmt: skip
-    fwd, fb = bench(cands, x, reps)
-    rows = []
-    for n, m in cands.items():
-        mem = saved_bytes(m, x.clone().requires_grad_()) / 2**20
-        rows.append(("conv N=16 32x32", n, n_params(m), fwd[n], fb[n], mem))
+    for cin, cout, hw, batch, stride in [(16, 16, 32, 16, 1), (12, 12, 8, 32, 1), (24, 48, 4, 32, 2)]:
+        torch.manual_seed(0)
+        kan = KANConv2d(cin, cout, 3, stride=stride, padding=1).to(args.device)
+        m = kan.basis.num_features + 1
+        wide = max(1, round(math.sqrt(m)))
+        same = nn.Conv2d(cin, cout, 3, stride=stride, padding=1).to(args.device)
+        twin = nn.Conv2d(cin * wide, cout * wide, 3, stride=stride, padding=1).to(args.device)
+        x = torch.randn(batch, cin, hw, hw, device=args.device)
+        xw = torch.randn(batch, cin * wide, hw, hw, device=args.device)
+        shape = f"{cin}->{cout} 3x3/{stride} {hw}x{hw} N={batch}"
+        reps = args.reps or 15
+        res = runner.run({"nn.Conv2d same shape": same, "KANConv2d bspline": kan}, x, reps)
+        res.update(runner.run({f"nn.Conv2d {cin * wide}->{cout * wide} (matched)": twin}, xw, reps))
+        ref = res[f"nn.Conv2d {cin * wide}->{cout * wide} (matched)"]
+        for name, (p, f, fb, mem) in res.items():
+            rows.append([shape, name, p, f, fb, mem, C.ratio(fb, ref[2]), C.ratio(mem, ref[3]), reps])
     return rows
 
 
@@ -164,102 +215,104 @@ def set_rational_fused(model: nn.Module, fused: bool) -> nn.Module:
     return model
 
 
-def rational_table(d: int, batch: int, reps: int) -> list[tuple]:
-    """GR-KAN ``KANLinear`` (fused, plain autograd) vs a parameter-matched MLP, interleaved."""
-    x = torch.randn(batch, d)
-    fused = get_linear_layer("kan_rational")(d, d)
-    plain = set_rational_fused(get_linear_layer("kan_rational")(d, d), False)
-    plain.load_state_dict(fused.state_dict())
-    p_kan = n_params(fused)
-    hidden = max(1, round((p_kan - d) / (2 * d + 1)))
-    cands = {f"MLP h={hidden}": MatchedMLP(d, hidden, d), "GR-KAN fused": fused, "GR-KAN autograd": plain}
-    fwd, fb = bench(cands, x, reps)
-    return [(f"{d}->{d} N={batch}", n, n_params(m), fwd[n], fb[n],
-             saved_bytes(m, x.clone().requires_grad_()) / 2**20) for n, m in cands.items()]  # fmt: skip
+def rational_rows(args, runner: Runner, peers: bool) -> list[list]:
+    """GR-KAN ``KANLinear`` (fused, plain autograd, KAT's torch path) vs a parameter-matched MLP,
+    then one KAN-ViT tiny step next to its MLP twin."""
+    import kanzoo
 
+    rows = []
+    for d, batch in [(64, 4096), (256, 1024)]:
+        torch.manual_seed(0)
+        x = torch.randn(batch, d, device=args.device)
+        fused = get_linear_layer("kan_rational")(d, d).to(args.device)
+        plain = set_rational_fused(get_linear_layer("kan_rational")(d, d).to(args.device), False)
+        plain.load_state_dict(fused.state_dict())
+        hidden = matched_hidden(C.n_params(fused), d, d)
+        cands = {f"MLP h={hidden}": MatchedMLP(d, hidden, d).to(args.device), "GR-KAN fused": fused,
+                 "GR-KAN autograd": plain}  # fmt: skip
+        if peers:
+            import _peers
 
-def vit_table(batch: int, reps: int) -> list[tuple]:
-    """One KAN-ViT tiny step (fused vs plain-autograd rationals) next to its MLP twin."""
+            cands["KAT GR-KAN torch path (ikan)"] = _peers.grkan_peer(d, d).to(args.device)
+        res = runner.run(cands, x, args.reps or 15)
+        mlp = res[next(iter(cands))]
+        for name, (p, f, fb, mem) in res.items():
+            rows.append(
+                [f"{d}->{d} N={batch}", name, p, f, fb, mem, C.ratio(fb, mlp[2]), C.ratio(mem, mlp[3]), 0]
+            )
     torch.manual_seed(0)
-    fused = kanzoo.create_model("kan_vit_tiny", num_classes=10)
-    plain = set_rational_fused(kanzoo.create_model("kan_vit_tiny", num_classes=10), False)
-    plain.load_state_dict(fused.state_dict())
-    cands = {"vit_tiny (MLP twin)": kanzoo.create_model("vit_tiny", num_classes=10),
-             "kan_vit_tiny fused": fused, "kan_vit_tiny autograd": plain}  # fmt: skip
-    x = torch.randn(batch, 3, 32, 32)
-    fwd, fb = bench(cands, x, reps, warmup=2)
-    return [(f"ViT 32x32 B={batch}", n, n_params(m), fwd[n], fb[n],
-             saved_bytes(m, x.clone().requires_grad_()) / 2**20) for n, m in cands.items()]  # fmt: skip
+    fused = kanzoo.create_model("kan_vit_tiny", num_classes=10).to(args.device)
+    twin = kanzoo.create_model("vit_tiny_matched", num_classes=10).to(args.device)
+    x = torch.randn(64, 3, 32, 32, device=args.device)
+    res = runner.run(
+        {"vit_tiny_matched (twin)": twin, "kan_vit_tiny": fused}, x, max(5, (args.reps or 15) // 3)
+    )
+    ref = res["vit_tiny_matched (twin)"]
+    for name, (p, f, fb, mem) in res.items():
+        rows.append(["ViT 32x32 B=64", name, p, f, fb, mem, C.ratio(fb, ref[2]), C.ratio(mem, ref[3]), 0])
+    return rows
 
 
-def print_rational(rows: list[tuple]) -> None:
-    head = f"{'shape':<18} {'layer':<26} {'params':>8} {'fwd ms':>8} {'fwd+bwd ms':>10} {'saved MiB':>9}"
-    print(head + "  ratios")
-    print("-" * (len(head) + 60))
-    ref: dict[str, tuple] = {}
-    for shape, name, p, f, fb, mem in rows:
-        ratios = ""
-        if name.startswith(("MLP", "vit_tiny")):
-            ref[shape] = (f, fb, mem)
-        elif shape in ref:
-            mf, mfb, mmem = ref[shape]
-            ratios = f"vs MLP: fwd {f / mf:4.2f}x f+b {fb / mfb:4.2f}x mem {mem / mmem:4.2f}x"
-            if name.endswith("fused"):
-                ref[shape + "fused"] = (f, fb, mem)
-            elif shape + "fused" in ref:
-                nf, nfb, nmem = ref[shape + "fused"]
-                ratios += f" | autograd/fused: fwd {f / nf:4.2f}x f+b {fb / nfb:4.2f}x mem {mem / nmem:4.2f}x"
-        print(f"{shape:<18} {name:<26} {p:>8} {f:>8.2f} {fb:>10.2f} {mem:>9.2f}  {ratios}")
+HEADER = ["shape", "layer", "params", "fwd ms", "fwd+bwd ms", "saved MiB", "f+b / ref", "saved / ref", "reps"]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
+    ap.add_argument("--peers", action="store_true", help="pip-install and time the peer layers")
+    ap.add_argument("--peers-dir", default=None, help="reuse this pip --target directory for the peers")
     ap.add_argument("--eager", action="store_true", help="disable torch.compile of the basis kernels")
-    ap.add_argument("--rational", action="store_true", help="only the GR-KAN (rational) section")
-    args = ap.parse_args()
+    ap.add_argument(
+        "--only", choices=["linear", "conv", "rational"], action="append", help="run only these sections"
+    )
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    ap.add_argument("--timer", choices=sorted(C.TIMERS), default="wall")
+    ap.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="bf16: under bf16 autocast")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--reps", type=int, default=None, help="fixed repetitions (default: adaptive)")
+    ap.add_argument("--rational", action="store_true", help="same as --only rational")
+    args = ap.parse_args(argv)
+    args.budget = 8.0 if args.quick else 30.0
+    if args.quick and args.reps is None:
+        args.reps = 5
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.eager:
         kl.set_compile(False)
-    torch.manual_seed(0)
-    reps = 7 if args.quick else 25
-    bases = ["bspline", "rbf", "chebyshev", "fourier", "rational"]
-    env = os.environ.get("KANZOO_COMPILE", "(unset)")
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, compile={kl.compile_enabled()}, "
-          f"KANZOO_COMPILE={env}, fp32, G=5, k=3, reps={reps}")  # fmt: skip
-    if not args.rational:
-        main_table(reps, bases)
-    print("\nGR-KAN (rational basis, 8 groups, m=5, n=4, no base branch), fused Function vs plain autograd")
-    rows = []
-    for d, batch in [(64, 4096), (256, 1024)]:
-        rows += rational_table(d, batch, reps)
-    rows += vit_table(64, max(5, reps // 3))
-    print_rational(rows)
+    sections = set(args.only or (["rational"] if args.rational else ["linear", "conv", "rational"]))
+    runner = Runner(timer=args.timer, dtype=args.dtype, device=args.device)
+    notes: list[str] = []
+    if args.peers:
+        import _peers
 
-
-def main_table(reps: int, bases: list[str]) -> None:
-    rows = []
-    for d, batch in [(64, 4096), (256, 1024)]:
-        rows += linear_table(d, batch, reps, bases)
-    rows += conv_table(reps)
-    head = f"{'shape':<18} {'layer':<26} {'params':>8} {'fwd ms':>8} {'fwd+bwd ms':>10} {'saved MiB':>9}"
-    head += "  ratios"
-    print(head)
-    print("-" * (len(head) + 36))
-    base = {}
-    for shape, name, p, f, fb, mem in rows:
-        if name.startswith(("nn.Linear", "nn.Conv2d")):
-            base[shape] = ("a", f, fb, mem)
-        if name.startswith("MLP"):
-            base[shape + "mlp"] = (f, fb, mem)
-        ratios = ""
-        if shape in base and not name.startswith(("nn.", "MLP")):
-            _, bf, bfb, bmem = base[shape]
-            ratios = f"vs (a): fwd {f / bf:4.2f}x f+b {fb / bfb:4.2f}x mem {mem / bmem:4.2f}x"
-            if shape + "mlp" in base:
-                mf, mfb, mmem = base[shape + "mlp"]
-                ratios += f" | vs MLP: fwd {f / mf:4.2f}x f+b {fb / mfb:4.2f}x mem {mem / mmem:4.2f}x"
-        print(f"{shape:<18} {name:<26} {p:>8} {f:>8.2f} {fb:>10.2f} {mem:>9.2f}  {ratios}")
+        target = _peers.install(args.peers_dir)
+        notes.append(f"peers pip-installed (--no-deps) into {target}: {' '.join(_peers.PACKAGES)}")
+        notes.append(_peers.torchkan_status())
+    print(
+        C.machine_line(timer=args.timer, extra=f"dtype {args.dtype}, kanzoo compile={kl.compile_enabled()}")
+    )
+    print()
+    if "linear" in sections:
+        rows, more = linear_rows(args, runner, args.peers)
+        notes += more
+        print(f"### KANLinear vs parameter-matched MLP (fwd+bwd; ref = MLP; k={SPLINE_ORDER})\n")
+        print(C.markdown_table(HEADER, rows))
+        print()
+        for line in summarize_linear(rows):
+            print("- " + line)
+        print()
+    if "conv" in sections:
+        print("### KANConv2d (bspline G=5) vs nn.Conv2d (ref = parameter-matched wider nn.Conv2d)\n")
+        print(C.markdown_table(HEADER, conv_rows(args, runner)))
+        print()
+    if "rational" in sections:
+        print("### GR-KAN (rational, 8 groups, no base branch) vs parameter-matched MLP; KAN-ViT tiny step\n")
+        print(C.markdown_table(HEADER[:-1], [r[:-1] for r in rational_rows(args, runner, args.peers)]))
+        print()
+    for note in notes:
+        print("- " + note)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
