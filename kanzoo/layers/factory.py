@@ -56,7 +56,7 @@ def _basis_name(basis) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def _with_basis_rules(defaults: dict, kwargs: dict) -> dict:
+def with_basis_rules(defaults: dict, kwargs: dict) -> dict:
     """``defaults``, then the rules of the basis they select, then the caller's ``kwargs`` (which win)."""
     merged = {**defaults, **kwargs}
     rules = _BASIS_RULES.get(_basis_name(merged.get("basis", "bspline")) or "", {})
@@ -74,8 +74,8 @@ def _bind_kan(spec, kwargs: dict) -> Callable[..., nn.Module]:
     if isinstance(spec, functools.partial):
         if spec.args:
             return _bind(spec, kwargs)
-        return functools.partial(spec.func, **_with_basis_rules({}, {**spec.keywords, **kwargs}))
-    return functools.partial(spec, **_with_basis_rules({}, kwargs))
+        return functools.partial(spec.func, **with_basis_rules({}, {**spec.keywords, **kwargs}))
+    return functools.partial(spec, **with_basis_rules({}, kwargs))
 
 
 def _bind(ctor: Callable, kwargs: dict) -> Callable[..., nn.Module]:
@@ -100,7 +100,7 @@ def get_linear_layer(
         if key == "linear":
             return _bind(nn.Linear, kwargs)
         if key in _KAN_SPECS:
-            return functools.partial(KANLinear, **_with_basis_rules(_KAN_SPECS[key], kwargs))
+            return functools.partial(KANLinear, **with_basis_rules(_KAN_SPECS[key], kwargs))
         raise ValueError(
             f"unknown linear layer spec {spec!r}; choose from {list_layer_specs()} or pass a class"
         )
@@ -130,7 +130,7 @@ def get_conv_layer(
         if key in ("conv", "linear"):
             return _bind(_CONVS[dim], kwargs)
         if key in _KAN_SPECS:
-            return functools.partial(_KAN_CONVS[dim], **_with_basis_rules(_KAN_SPECS[key], kwargs))
+            return functools.partial(_KAN_CONVS[dim], **with_basis_rules(_KAN_SPECS[key], kwargs))
         specs = ["conv", *_KAN_SPECS]
         raise ValueError(f"unknown conv layer spec {spec!r}; choose from {specs} or pass a class")
     if _is_kan_ctor(spec):

@@ -218,3 +218,12 @@ def test_rational_layers_from_the_factory_have_no_scaler_unless_asked():
     assert get_linear_layer(part)(6, 4).spline_scaler is not None
     assert get_linear_layer("kan")(6, 4).spline_scaler is not None
     assert get_linear_layer("kan_rbf")(6, 4).spline_scaler is not None
+
+
+def test_kanify_applies_the_factory_rule_too():
+    from kanzoo.layers.kanify import kanify
+
+    model = kanify(nn.Sequential(nn.Linear(4, 4), nn.Conv1d(4, 4, 3)), include="*", basis="rational")
+    assert all(m.spline_scaler is None for m in model)
+    model = kanify(nn.Sequential(nn.Linear(4, 4)), include="*", basis="rational", spline_scaler=True)
+    assert model[0].spline_scaler is not None
