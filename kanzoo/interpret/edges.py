@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from kanzoo.layers import is_kan_layer  # the one KAN-layer predicate (re-exported here)
+
 _ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "silu": F.silu,
     "gelu": F.gelu,
@@ -34,13 +36,6 @@ _ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
 
 # Elements (samples x edges x basis functions) evaluated at once; keeps memory ~100 MB in fp32.
 _CHUNK_ELEMENTS = 1 << 24
-
-
-def is_kan_layer(module: nn.Module) -> bool:
-    """True for any module following the KAN layer contract (linear or convolutional)."""
-    return isinstance(getattr(module, "spline_weight", None), Tensor) and isinstance(
-        getattr(module, "basis", None), nn.Module
-    )
 
 
 def is_kan_linear(module: nn.Module) -> bool:
@@ -226,7 +221,7 @@ def edge_set(layer: nn.Module, *, taps: str = "sum") -> EdgeSet:
             or ``"each"`` (one function per tap).
     """
     if not is_kan_layer(layer):
-        raise ValueError(f"{type(layer).__name__} is not a KAN layer (needs `basis` and `spline_weight`)")
+        raise ValueError(f"{type(layer).__name__} is not a KAN layer (a kanzoo.layers.KANLayer)")
     if taps not in ("sum", "each"):
         raise ValueError(f"taps must be 'sum' or 'each', got {taps!r}")
     with torch.no_grad():

@@ -10,8 +10,10 @@ from .bases import Basis, get_basis, list_bases, register_basis
 from .factory import get_conv_layer, get_linear_layer, list_layer_specs
 from .kan_conv import KANConv1d, KANConv2d, KANConv3d, KANConvNd
 from .kan_linear import KANLinear
+from .roles import ROLES, kan_parameter_names, parameter_roles
 
 __all__ = [
+    "ROLES",
     "Basis",
     "KANConv1d",
     "KANConv2d",
@@ -24,8 +26,10 @@ __all__ = [
     "get_conv_layer",
     "get_linear_layer",
     "is_kan_layer",
+    "kan_parameter_names",
     "list_bases",
     "list_layer_specs",
+    "parameter_roles",
     "register_basis",
     "set_compile",
 ]

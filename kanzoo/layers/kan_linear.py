@@ -200,29 +200,3 @@ class KANLinear(KANLayer):
             return phi.flatten(-2)
         a = activation(x.to(phi.dtype), self.base_activation)
         return torch.cat([a, phi.flatten(-2)], dim=-1)
-
-    # -- grid and interpretability tools (implemented in kanzoo.layers.grid) ----------------------
-
-    def update_grid(self, x: torch.Tensor, *, grid_eps: float = 1.0, margin: float = 0.0) -> None:
-        """Re-place the knots from data ``x`` and refit the spline so the function is preserved."""
-        from kanzoo.layers import grid
-
-        return grid.update_grid(self, x, grid_eps=grid_eps, margin=margin)
-
-    def refine_grid(self, new_grid_size: int) -> None:
-        """Refine the grid to ``new_grid_size`` intervals (exact by knot insertion when possible)."""
-        from kanzoo.layers import grid
-
-        return grid.refine_grid(self, new_grid_size)
-
-    def regularization_loss(self, x: torch.Tensor, *, l1: float = 1.0, entropy: float = 1.0) -> torch.Tensor:
-        """KAN-paper sparsity regulariser (L1 of mean ``|phi_ij|`` plus the entropy term)."""
-        from kanzoo.layers import grid
-
-        return grid.regularization_loss(self, x, l1=l1, entropy=entropy)
-
-    def edge_functions(self, x: torch.Tensor | None = None, *, num: int = 200):
-        """Sampled edge functions ``phi_ij`` for plotting."""
-        from kanzoo.layers import grid
-
-        return grid.edge_functions(self, x, num=num)

@@ -111,18 +111,19 @@ def _matches(name: str, patterns: list[str] | None) -> bool:
 
 
 def _build(kind: str, old: nn.Module, basis: Any, preserve: bool, kan_kwargs: dict[str, Any]) -> nn.Module:
+    from .factory import with_basis_rules  # the factory owns the per-basis rules (e.g. no GR-KAN scaler)
     from .kan_conv import KANConv1d, KANConv2d, KANConv3d
     from .kan_linear import KANLinear
 
-    kwargs = dict(kan_kwargs)
+    kwargs = with_basis_rules({"basis": basis}, dict(kan_kwargs))
     if preserve:
         kwargs["base_activation"] = "identity"
     has_bias = old.bias is not None
     if kind == "linear":
-        new = KANLinear(old.in_features, old.out_features, bias=has_bias, basis=basis, **kwargs)
+        new = KANLinear(old.in_features, old.out_features, bias=has_bias, **kwargs)
     elif kind == "hf_conv1d":
         nx, nf = old.weight.shape
-        new = KANLinear(nx, nf, bias=has_bias, basis=basis, **kwargs)
+        new = KANLinear(nx, nf, bias=has_bias, **kwargs)
     else:
         dim = next(d for t, d in _CONV_TYPES.items() if isinstance(old, t))
         cls = {1: KANConv1d, 2: KANConv2d, 3: KANConv3d}[dim]
@@ -136,7 +137,6 @@ def _build(kind: str, old: nn.Module, basis: Any, preserve: bool, kan_kwargs: di
             groups=old.groups,
             bias=has_bias,
             padding_mode=old.padding_mode,
-            basis=basis,
             **kwargs,
         )
     return new.to(device=old.weight.device, dtype=old.weight.dtype)
@@ -213,10 +213,7 @@ def kanify(
     include_p = _as_patterns(include, "include")
     exclude_p = _as_patterns(exclude, "exclude") or []
 
-    from .kan_conv import KANConvNd
-    from .kan_linear import KANLinear
-
-    kan_types = (KANLinear, KANConvNd)
+    from ._protocol import is_kan_layer
 
     # Every place a module is referenced from: a module may be registered under several names.
     names: dict[int, list[str]] = {}
@@ -225,7 +222,7 @@ def kanify(
     kan_prefixes: list[str] = []
     reader_children: dict[int, nn.Module] = {}
     for name, module in model.named_modules(remove_duplicate=False):
-        if isinstance(module, kan_types):
+        if is_kan_layer(module):
             kan_prefixes.append(name + ".")
         if isinstance(module, _WEIGHT_READERS):
             reader_children.update({id(c): module for c in module.children()})

@@ -84,8 +84,6 @@ class KANMlp(nn.Module):
         kwargs = dict(layer_kwargs or {})
         is_linear = isinstance(layer, str) and layer.lower() == "linear"
         if isinstance(layer, str) and layer.lower() == "kan_rational":
-            # GR-KAN is y = W R(x) + b: a per-edge scale on top of W would only duplicate W.
-            kwargs.setdefault("spline_scaler", False)
             # KAT initialisation: identity rational before fc1, GELU/swish-shaped rational before fc2.
             fc1 = get_linear_layer(layer, **{"init": "identity", **kwargs})
             fc2 = get_linear_layer(layer, **{"init": rational_init, **kwargs})

@@ -24,19 +24,28 @@ def _from_dict(cls, values: dict[str, Any] | None, what: str):
 
 @dataclass
 class OptimConfig:
-    """AdamW settings with KAN-aware parameter groups.
+    """AdamW settings; parameter groups follow the parameters' roles (``kanzoo.train.optim``).
+
+    The default recipe treats a KAN model and its MLP/CNN twin alike: every weight matrix (an
+    ``nn.Linear``/``nn.ConvNd`` weight, a KAN layer's ``base_weight`` and ``spline_weight``) is
+    decayed with ``weight_decay``; biases, gains (norm weights, a KAN layer's ``spline_scaler``),
+    basis coefficients (GR-KAN's rational numerator/denominator) and, unless
+    ``decay_embeddings``, embeddings are not. The ``kan_*`` options are explicit KAN-specific
+    exceptions, off by default.
 
     Args:
         name: Optimizer name; only ``"adamw"`` is implemented.
         lr: Peak learning rate (after warmup).
-        weight_decay: Decoupled weight decay for matrices (linear/conv weights, KAN ``base_weight``).
+        weight_decay: Decoupled weight decay of the weight matrices (KAN and non-KAN alike).
         betas: Adam betas.
         eps: Adam epsilon.
-        kan_lr_mult: Learning-rate multiplier for KAN basis coefficients (parameters whose name
-            contains ``spline_weight``, ``spline_scaler`` or ``basis.``).
-        kan_weight_decay: Weight decay for those KAN coefficients (0 by default: shrinking spline
-            coefficients towards zero flattens the learned edge functions).
-        decay_embeddings: Whether token/position embeddings get weight decay.
+        kan_lr_mult: Learning-rate multiplier for every parameter of a KAN layer (its weights,
+            scaler, bias and basis coefficients). 1 (the default) trains them like the twin's.
+        kan_weight_decay: Weight decay of the KAN layers' weight tensors (``base_weight``,
+            ``spline_weight``) instead of ``weight_decay``; e.g. 0 keeps the spline
+            coefficients from being shrunk. ``None`` (the default): same as ``weight_decay``.
+        decay_embeddings: Whether embeddings (``nn.Embedding`` tables, position embeddings and
+            class tokens) get weight decay.
         fused: Use the fused CUDA AdamW kernel when all parameters are on a CUDA device.
     """
 
@@ -46,7 +55,7 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     kan_lr_mult: float = 1.0
-    kan_weight_decay: float = 0.0
+    kan_weight_decay: float | None = None
     decay_embeddings: bool = False
     fused: bool = True
 
@@ -57,6 +66,10 @@ class OptimConfig:
             raise ValueError(f"optim.lr must be > 0, got {self.lr}")
         if self.kan_lr_mult <= 0:
             raise ValueError(f"optim.kan_lr_mult must be > 0, got {self.kan_lr_mult}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"optim.weight_decay must be >= 0, got {self.weight_decay}")
+        if self.kan_weight_decay is not None and not self.kan_weight_decay >= 0:
+            raise ValueError(f"optim.kan_weight_decay must be >= 0 or null, got {self.kan_weight_decay}")
         self.betas = tuple(float(b) for b in self.betas)  # lists from YAML
 
     @classmethod

@@ -1,4 +1,21 @@
-"""AdamW parameter groups for KAN models and the warmup + cosine learning-rate schedule."""
+"""AdamW parameter groups by parameter role, and the warmup + cosine learning-rate schedule.
+
+Every parameter's role comes from :func:`kanzoo.layers.roles.parameter_roles` (declared by the
+layer that owns it), never from its name. The default recipe treats a KAN model and its MLP/CNN
+twin alike:
+
+* ``"weight"`` (``nn.Linear``/``nn.ConvNd`` weights and a KAN layer's ``base_weight`` and
+  ``spline_weight`` alike): decayed with ``weight_decay``;
+* ``"embedding"``: decayed only with ``decay_embeddings``;
+* ``"bias"``, ``"gain"`` (norm weights, a KAN layer's ``spline_scaler``), ``"coefficient"``
+  (basis parameters such as GR-KAN's rational coefficients): not decayed.
+
+Two KAN-specific exceptions exist as explicit options, both off by default:
+``kan_weight_decay`` (a different decay for the KAN layers' weight tensors) and ``kan_lr_mult``
+(a learning-rate multiplier for every parameter of a KAN layer). Only when one of them changes a
+KAN parameter's settings does it go into a ``kan_decay``/``kan_no_decay`` group; by default the
+KAN model's groups are the twin's ``decay``/``no_decay``.
+"""
 
 from __future__ import annotations
 
@@ -9,91 +26,58 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from kanzoo.layers.roles import kan_parameter_names, parameter_roles
+
 from .config import OptimConfig, ScheduleConfig
 
-#: Substrings that mark KAN basis coefficients (see the layer contract's parameter naming).
-KAN_COEFF_KEYS = ("spline_weight", "spline_scaler", "basis.")
-
-_NORM_TYPES = (
-    nn.LayerNorm,
-    nn.GroupNorm,
-    nn.LocalResponseNorm,
-    nn.modules.batchnorm._NormBase,
-    *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()),
-)
+_GROUP_ORDER = ("decay", "no_decay", "kan_decay", "kan_no_decay")
 
 
-def is_kan_coefficient(name: str) -> bool:
-    """Whether parameter ``name`` is a KAN basis coefficient (spline weights/scalers, basis params)."""
-    return any(key in name for key in KAN_COEFF_KEYS)
+def _assign(model: nn.Module, config: OptimConfig) -> list[tuple[str, nn.Parameter, str, float, float]]:
+    """``(name, parameter, group, weight_decay, lr)`` for every trainable parameter (tied ones once)."""
+    roles = parameter_roles(model)
+    kan = kan_parameter_names(model)
+    out = []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        role = roles[name]
+        decays = role == "weight" or (role == "embedding" and config.decay_embeddings)
+        group = "decay" if decays else "no_decay"
+        wd = float(config.weight_decay) if decays else 0.0
+        lr = float(config.lr)
+        if name in kan:
+            kan_wd = wd if not decays or config.kan_weight_decay is None else float(config.kan_weight_decay)
+            kan_lr = lr * float(config.kan_lr_mult)
+            if (kan_wd, kan_lr) != (wd, lr):
+                group, wd, lr = f"kan_{group}", kan_wd, kan_lr
+        out.append((name, param, group, wd, lr))
+    return out
 
 
-def classify_parameters(model: nn.Module) -> dict[str, list[str]]:
-    """Split trainable parameter names into ``decay``, ``no_decay`` and ``kan`` groups.
+def classify_parameters(model: nn.Module, config: OptimConfig | None = None) -> dict[str, list[str]]:
+    """Names of the trainable parameters in each optimiser group of :func:`param_groups`.
 
-    - ``kan``: KAN basis coefficients (names containing ``spline_weight``, ``spline_scaler`` or
-      ``basis.``), e.g. ``ffn.fc1.spline_weight`` or ``act.basis.numerator``.
-    - ``no_decay``: biases, parameters of normalization layers, embeddings (``nn.Embedding`` or
-      a name containing ``embed``/``pos_embed``/``cls_token``) and every other tensor with fewer
-      than 2 dimensions (gains, scalars).
-    - ``decay``: the remaining matrices (linear/conv weights, KAN ``base_weight``).
-
-    Tied parameters appear once, under the first name that reaches them.
+    Keys: ``decay`` and ``no_decay`` always, plus ``kan_decay``/``kan_no_decay`` when a KAN option
+    of ``config`` (default: ``OptimConfig()``) changes a KAN parameter's settings.
     """
-    groups: dict[str, list[str]] = {"decay": [], "no_decay": [], "kan": []}
-    seen: set[int] = set()
-    for mod_name, module in model.named_modules():
-        for p_name, param in module.named_parameters(recurse=False):
-            if not param.requires_grad or id(param) in seen:
-                continue
-            seen.add(id(param))
-            full = f"{mod_name}.{p_name}" if mod_name else p_name
-            lowered = full.lower()
-            if is_kan_coefficient(full):
-                groups["kan"].append(full)
-            elif (
-                param.ndim < 2
-                or p_name == "bias"
-                or isinstance(module, _NORM_TYPES)
-                or isinstance(module, nn.Embedding)
-                or "embed" in lowered
-                or "cls_token" in lowered
-                or lowered.endswith(("wte.weight", "wpe.weight"))
-            ):
-                groups["no_decay"].append(full)
-            else:
-                groups["decay"].append(full)
+    config = config or OptimConfig()
+    groups: dict[str, list[str]] = {"decay": [], "no_decay": []}
+    for name, _, group, _, _ in _assign(model, config):
+        groups.setdefault(group, []).append(name)
     return groups
 
 
 def param_groups(model: nn.Module, config: OptimConfig) -> list[dict]:
-    """AdamW parameter groups for ``model`` following :func:`classify_parameters`.
+    """AdamW parameter groups of ``model`` by parameter role (see the module docstring).
 
-    Embeddings get weight decay only when ``config.decay_embeddings``. Every group carries a
-    ``name`` key and its ``lr`` (KAN coefficients: ``lr * kan_lr_mult``); empty groups are dropped.
+    Every group carries ``name``, ``params``, ``weight_decay`` and ``lr``; empty groups are dropped.
     """
-    names = classify_parameters(model)
-    params = dict(model.named_parameters())
-    # named_parameters() dedups tied weights under the same first name as named_modules().
-    embed_names = set()
-    if config.decay_embeddings:
-        for mod_name, module in model.named_modules():
-            if isinstance(module, nn.Embedding):
-                embed_names.add(f"{mod_name}.weight" if mod_name else "weight")
-        names["decay"] += [n for n in names["no_decay"] if n in embed_names]
-        names["no_decay"] = [n for n in names["no_decay"] if n not in embed_names]
-    spec = [
-        ("decay", config.weight_decay, config.lr),
-        ("no_decay", 0.0, config.lr),
-        ("kan", config.kan_weight_decay, config.lr * config.kan_lr_mult),
-    ]
-    groups = []
-    for name, wd, lr in spec:
-        if names[name]:
-            groups.append(
-                {"name": name, "params": [params[n] for n in names[name]], "weight_decay": wd, "lr": lr}
-            )
-    return groups
+    by_group: dict[str, dict] = {}
+    for _, param, group, wd, lr in _assign(model, config):
+        entry = by_group.setdefault(group, {"name": group, "params": [], "weight_decay": wd, "lr": lr})
+        entry["params"].append(param)
+    return [by_group[g] for g in _GROUP_ORDER if g in by_group]
 
 
 def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.Optimizer:

@@ -1,4 +1,4 @@
-"""Parameter groups, AdamW decay behaviour and the warmup + cosine schedule."""
+"""Role-based parameter groups, AdamW decay behaviour and the warmup + cosine schedule."""
 
 import math
 
@@ -25,22 +25,25 @@ class Net(nn.Module):
         return self.head(self.rational(self.kan(self.norm(self.embed(ids)))) * self.gain)
 
 
-def test_classify_parameters_puts_every_parameter_in_exactly_one_group():
+def _names(net, groups):
+    names = {id(p): n for n, p in net.named_parameters()}
+    return {g["name"]: sorted(names[id(p)] for p in g["params"]) for g in groups}
+
+
+def test_classify_parameters_by_role_puts_every_parameter_in_exactly_one_group():
     net = Net()
     groups = classify_parameters(net)
     flat = [n for names in groups.values() for n in names]
     assert sorted(flat) == sorted(n for n, _ in net.named_parameters())
-    assert set(groups["kan"]) == {
-        "kan.spline_weight",
-        "kan.spline_scaler",
-        *[n for n, _ in net.named_parameters() if n.startswith("rational.basis.")],
-        *[n for n, _ in net.named_parameters() if n.startswith("rational.spline")],
-    }
-    assert any(n.startswith("rational.basis.") for n in groups["kan"])  # rational coefficients
-    assert set(groups["decay"]) == {"kan.base_weight", "head.weight"}
-    assert {"embed.weight", "norm.weight", "norm.bias", "kan.bias", "head.bias", "gain"} <= set(
-        groups["no_decay"]
-    )
+    assert set(groups) == {"decay", "no_decay"}  # by default KAN parameters join the twin's groups
+    # Weight matrices, KAN and non-KAN alike.
+    decayed = {"kan.base_weight", "kan.spline_weight", "rational.spline_weight", "head.weight"}
+    assert set(groups["decay"]) == decayed
+    # Embeddings, norms, biases, gains (incl. the spline scaler) and basis coefficients.
+    assert set(groups["no_decay"]) == {
+        "embed.weight", "norm.weight", "norm.bias", "kan.bias", "kan.spline_scaler", "rational.bias", "gain",
+        "rational.spline_scaler", "rational.basis.numerator", "rational.basis.denominator", "head.bias",
+    }  # fmt: skip
 
 
 def test_tied_weights_are_counted_once():
@@ -50,34 +53,66 @@ def test_tied_weights_are_counted_once():
     assert sum(len(v) for v in groups.values()) == 1
 
 
-def test_param_groups_apply_kan_lr_multiplier_and_decay_settings():
-    cfg = OptimConfig(lr=1e-3, weight_decay=0.1, kan_lr_mult=3.0, kan_weight_decay=0.02)
+def test_default_recipe_gives_kan_and_plain_weights_the_same_settings():
+    cfg = OptimConfig(lr=1e-3, weight_decay=0.1)
+    assert cfg.kan_weight_decay is None and cfg.kan_lr_mult == 1.0
     groups = {g["name"]: g for g in param_groups(Net(), cfg)}
-    assert groups["kan"]["lr"] == pytest.approx(3e-3) and groups["kan"]["weight_decay"] == 0.02
-    assert groups["decay"]["lr"] == 1e-3 and groups["decay"]["weight_decay"] == 0.1
-    assert groups["no_decay"]["weight_decay"] == 0.0
+    assert set(groups) == {"decay", "no_decay"}
+    assert groups["decay"]["weight_decay"] == 0.1 and groups["decay"]["lr"] == 1e-3
+    assert groups["no_decay"]["weight_decay"] == 0.0 and groups["no_decay"]["lr"] == 1e-3
+
+
+def test_kan_options_are_explicit_exceptions_in_their_own_groups():
     net = Net()
-    names = {id(p): n for n, p in net.named_parameters()}
-    with_emb = {
-        g["name"]: [names[id(p)] for p in g["params"]]
-        for g in param_groups(net, OptimConfig(decay_embeddings=True))
+    cfg = OptimConfig(lr=1e-3, weight_decay=0.1, kan_lr_mult=3.0, kan_weight_decay=0.02)
+    groups = {g["name"]: g for g in param_groups(net, cfg)}
+    names = _names(net, param_groups(net, cfg))
+    assert names["decay"] == ["head.weight"]
+    assert names["kan_decay"] == ["kan.base_weight", "kan.spline_weight", "rational.spline_weight"]
+    assert groups["kan_decay"]["weight_decay"] == 0.02 and groups["kan_decay"]["lr"] == pytest.approx(3e-3)
+    assert set(names["kan_no_decay"]) == {
+        "kan.bias", "kan.spline_scaler", "rational.bias", "rational.spline_scaler",
+        "rational.basis.numerator", "rational.basis.denominator",
+    }  # fmt: skip
+    kan_no_decay = groups["kan_no_decay"]
+    assert kan_no_decay["weight_decay"] == 0.0 and kan_no_decay["lr"] == pytest.approx(3e-3)
+    assert groups["decay"]["lr"] == 1e-3 and groups["decay"]["weight_decay"] == 0.1
+    # kan_weight_decay alone splits only the KAN weights off; 0 keeps the spline coefficients whole.
+    only_wd = _names(net, param_groups(net, OptimConfig(kan_weight_decay=0.0)))
+    assert set(only_wd) == {"decay", "no_decay", "kan_decay"}
+    assert only_wd["kan_decay"] == ["kan.base_weight", "kan.spline_weight", "rational.spline_weight"]
+    # The option equal to weight_decay changes nothing.
+    assert set(_names(net, param_groups(net, OptimConfig(weight_decay=0.05, kan_weight_decay=0.05)))) == {
+        "decay",
+        "no_decay",
     }
+    with_emb = _names(net, param_groups(net, OptimConfig(decay_embeddings=True)))
     assert "embed.weight" in with_emb["decay"] and "embed.weight" not in with_emb["no_decay"]
 
 
 def test_adamw_decays_only_the_decay_group():
     """With zero gradients AdamW's update is pure decoupled decay: p <- p * (1 - lr * wd)."""
     net = Net()
-    cfg = OptimConfig(lr=0.1, weight_decay=0.5, kan_weight_decay=0.0)
+    cfg = OptimConfig(lr=0.1, weight_decay=0.5)
     opt = build_optimizer(net, cfg)
     before = {n: p.detach().clone() for n, p in net.named_parameters()}
     for p in net.parameters():
         p.grad = torch.zeros_like(p)
     opt.step()
     groups = classify_parameters(net)
+    assert "kan.spline_weight" in groups["decay"]
     for n, p in net.named_parameters():
         expected = before[n] * (1 - 0.1 * 0.5) if n in groups["decay"] else before[n]
         torch.testing.assert_close(p.detach(), expected)
+
+
+def test_optim_config_validates_decay_settings_and_reads_old_cards():
+    with pytest.raises(ValueError, match="optim.weight_decay must be >= 0, got -1"):
+        OptimConfig(weight_decay=-1)
+    with pytest.raises(ValueError, match="optim.kan_weight_decay must be >= 0 or null, got -0.5"):
+        OptimConfig(kan_weight_decay=-0.5)
+    # Cards written before roles recorded kan_weight_decay: 0.0; it now means "no decay on KAN weights".
+    assert OptimConfig.from_dict({"kan_weight_decay": 0.0, "kan_lr_mult": 1.0}).kan_weight_decay == 0.0
 
 
 def test_no_trainable_parameters_is_a_clear_error():
@@ -118,7 +153,7 @@ def test_scheduler_follows_lr_factor_for_every_group():
     sched = build_scheduler(opt, total_steps=40, schedule=sched_cfg)
     for step in range(40):
         for group in opt.param_groups:
-            base = cfg.lr * (cfg.kan_lr_mult if group["name"] == "kan" else 1.0)
+            base = cfg.lr * (cfg.kan_lr_mult if group["name"].startswith("kan") else 1.0)
             assert group["lr"] == pytest.approx(base * lr_factor(step, total_steps=40, schedule=sched_cfg))
         opt.step()
         sched.step()

@@ -79,6 +79,17 @@ class Basis(nn.Module):
             self._exact_buffers[name] = value.detach().to(torch.float64).cpu().contiguous()
         self.register_buffer(name, value.to(torch.float32).contiguous(), persistent=persistent)
 
+    def parameter_roles(self) -> dict[str, str]:
+        """Role of every trainable parameter of the basis: ``"coefficient"`` by default.
+
+        Basis parameters (e.g. the rational numerator/denominator of GR-KAN) shape the
+        univariate function itself; they are the learned counterpart of the twin's fixed,
+        parameter-free activation, so the default optimiser recipe does not decay them
+        (decay would pull the function towards zero, not towards the twin's activation).
+        A subclass may override this to give some parameters another role.
+        """
+        return {name: "coefficient" for name, _ in self.named_parameters()}
+
     def functional(self) -> BasisFunctional | None:
         """Return ``(phi_fn, phi_and_dphi_fn, args)`` or ``None`` when not available.
 

@@ -16,6 +16,12 @@ autograd Function that saves only ``x`` and the coefficients and computes ``dL/d
 the channels of each group). Its forward and backward kernels run through
 :func:`kanzoo.layers._fused.run_kernel` (``torch.compile`` when enabled, eager otherwise).
 
+Huge inputs: where ``|x| > 1`` numerator and denominator are evaluated divided by ``|x|^D``
+(``D`` the channel's denominator degree), in the forward, the fused backward and the plain formula
+alike, so values and gradients stay finite and accurate wherever the true value is representable
+(e.g. ``|x| = 1e30`` in float32/bfloat16 with a degree-(5, 4) rational), instead of overflowing
+through ``x^5``.
+
 Gradients at the kinks of ``|x|`` and ``|b_j|`` use the subgradient ``sign(0) = 0``, as torch's
 ``abs`` does: at ``x = 0`` the ``|b_1| |x|`` term contributes nothing to ``dL/dx`` (the higher
 powers have derivative 0 there anyway), and ``dL/db_j = 0`` when ``b_j = 0``. The backward is
@@ -45,22 +51,21 @@ _TARGETS = {
 
 
 def rational(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
-    """Evaluate ``P(x) / (1 + sum_j |b_j| |x|^j)`` elementwise.
+    """Evaluate ``P(x) / (1 + sum_j |b_j| |x|^j)`` elementwise (plain autograd).
+
+    Evaluated as :func:`_rational_value`: for ``|x| > 1`` numerator and denominator are both
+    divided by ``|x|^D`` (``D`` the channel's denominator degree), so no power of ``x`` overflows
+    before the division and huge inputs give the finite, accurate values (and autograd gradients)
+    that the float32 range allows.
 
     Args:
         x: Inputs, ``(..., in)``.
         numerator: ``(in, m + 1)`` coefficients ``a_0 .. a_m`` per channel (or ``(m + 1,)``).
         denominator: ``(in, n)`` coefficients ``b_1 .. b_n`` per channel (or ``(n,)``).
     """
-    p = numerator[..., -1]
-    for d in range(numerator.shape[-1] - 2, -1, -1):
-        p = p * x + numerator[..., d]
-    ax = x.abs()
-    b = denominator.abs()
-    s = torch.zeros_like(x) if b.shape[-1] == 0 else b[..., -1]
-    for j in range(b.shape[-1] - 2, -1, -1):
-        s = s * ax + b[..., j]
-    return p / (1 + s * ax)
+    num_t = numerator.t() if numerator.dim() == 2 else numerator.unsqueeze(-1)
+    den_t = denominator.t() if denominator.dim() == 2 else denominator.unsqueeze(-1)
+    return _rational_value(x, num_t, den_t)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -79,6 +84,8 @@ def _horner(c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def _horner_with_derivative(c: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(sum_k c[k] x^k, sum_k k c[k] x^(k-1))`` for ``c (k >= 1, in)``."""
+    if c.shape[0] == 1:
+        return c[0].expand_as(x).contiguous(), torch.zeros_like(x)
     p = dp = c[-1].expand_as(x)
     for k in range(c.shape[0] - 2, -1, -1):
         if k < c.shape[0] - 2:
@@ -87,21 +94,103 @@ def _horner_with_derivative(c: torch.Tensor, x: torch.Tensor) -> tuple[torch.Ten
     return p, dp
 
 
+# Large inputs. For |x| > 1 the powers x^k, |x|^j can overflow long before R(x) does (at |x| = 1e8
+# in float32, x^5 = 1e40), and both P and Q overflow to inf/inf = NaN for |x| >~ 1e10. There the
+# numerator and the denominator are divided by t^D (t = |x|, D the largest j with b_j != 0 in the
+# channel, the degree that dominates Q for large t):
+#
+#     Q~ = Q t^-D = sum_{i=0..D} |b_{D-i}| w^i                       (w = 1/t, |b_0| := 1)
+#     P~ = P t^-D = s_D (sum_{i>=0} a_{D+i} x^i + sum_{i=1..D} a_{D-i} z^i)   (z = 1/x, s_D = sign(x)^D)
+#
+# using x^k t^-D = s_D x^(k-D). Q~ >= |b_D| (or = 1 when D = 0), so nothing overflows, underflows
+# to 0/0 or loses accuracy; x^(k-D) grows only where R itself does. The gradients use the same
+# scaling: x^k / Q = s_D x^(k-D) / Q~, t^j / Q = w^(D-j) / Q~, P' t^-D = dP~/dx + D z P~ and
+# Q'(t) t^-D = dQ~/dt + D w Q~. Inputs with |x| <= 1 use the direct formulas (all powers <= 1).
+
+
+def _far_rows(num_t: torch.Tensor, b: torch.Tensor):
+    """Coefficient rows of the ``|x| > 1`` form, per channel (see the comment above).
+
+    Args:
+        num_t: ``(m + 1, C)`` numerator rows ``a_0 .. a_m``.
+        b: ``(n >= 1, C)`` absolute denominator rows ``|b_1| .. |b_n|`` (same ``C``, or 1).
+
+    Returns:
+        ``(d, h, l, q, odd)``: the degree ``D`` per channel ``(C,)`` (long), the rows of
+        ``H(x) = sum_i a_{D+i} x^i`` ``(m + 1, C)``, of ``L(z) = sum_i a_{D-i} z^i`` ``(n + 1, C)``
+        (``L(0) = 0``), of ``Q~(w)`` ``(n + 1, C)``, and whether ``D`` is odd ``(C,)``.
+    """
+    cols = max(num_t.shape[1], b.shape[1])
+    num_t, b = num_t.expand(-1, cols), b.expand(-1, cols)
+    m1, n = num_t.shape[0], b.shape[0]
+    j = torch.arange(1, n + 1, device=b.device).unsqueeze(1)
+    d = torch.where(b != 0, j, torch.zeros_like(j)).amax(0)
+    bb = torch.cat([torch.ones_like(b[:1]), b])  # |b_0| = 1, |b_1|, ..., |b_n|
+    i = torch.arange(n + 1, device=b.device).unsqueeze(1)
+    down = d - i  # index D - i
+    q = torch.where(down >= 0, bb.gather(0, down.clamp_min(0)), torch.zeros_like(bb))
+    ok_low = (i >= 1) & (down >= 0) & (down < m1)
+    low_src = num_t.gather(0, down.clamp(0, m1 - 1))
+    low = torch.where(ok_low, low_src, torch.zeros_like(low_src))
+    up = d + torch.arange(m1, device=b.device).unsqueeze(1)  # index D + i
+    high_src = num_t.gather(0, up.clamp_max(m1 - 1))
+    high = torch.where(up < m1, high_src, torch.zeros_like(high_src))
+    return d, high, low, q, d % 2 == 1
+
+
+def _high_part(high: torch.Tensor, d: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(H(x), H'(x))``, ``H = sum_i high[i] x^i``, by Horner over rows zero-padded per channel
+    (``high[i] = 0`` once ``D + i`` passes the numerator degree). When autograd records (the plain
+    formula, double backward), the Horner steps above a channel's last real row multiply by 0
+    instead of ``x``: same values, but autograd never forms the unused powers ``x^i`` that would
+    overflow into ``inf * 0 = NaN``."""
+    m1 = high.shape[0]
+    if m1 == 1:
+        return high[0].expand_as(x).contiguous(), torch.zeros_like(x)
+    masked = torch.is_grad_enabled()
+    p = dp = high[-1].expand_as(x)
+    for k in range(m1 - 2, -1, -1):
+        xk = x * (d + k + 1 < m1).to(x.dtype) if masked else x  # step k multiplies rows >= k + 1
+        if k < m1 - 2:
+            dp = torch.addcmul(p, dp, xk)
+        p = torch.addcmul(high[k], p, xk)
+    return p, dp
+
+
+def _near_far(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(far, x_near, x_far)``: the mask ``|x| > 1`` and inputs safe for each formula (the other
+    branch's entries replaced by 0 resp. 1, so neither branch overflows or divides by 0, even in
+    double backward)."""
+    far = x.abs() > 1
+    return far, torch.where(far, torch.zeros_like(x), x), torch.where(far, x, torch.ones_like(x))
+
+
+def _rational_value(x: torch.Tensor, num_t: torch.Tensor, den_t: torch.Tensor) -> torch.Tensor:
+    """``R(x)`` for ``x (..., C)``, coefficient rows ``num_t (m + 1, C)`` and ``den_t (n, C)``."""
+    if den_t.shape[0] == 0:
+        return _horner(num_t, x)
+    if torch.is_grad_enabled():  # autograd will differentiate both branches: keep them finite
+        far, xn, xf = _near_far(x)
+    else:  # values only: torch.where ignores the other branch's inf/NaN
+        far, xn, xf = x.abs() > 1, x, x
+    b = den_t.abs()
+    tn = xn.abs()
+    # S(t) = t * (|b_1| + |b_2| t + ... + |b_n| t^(n-1)) >= 0, so the denominator is >= 1.
+    near = _horner(num_t, xn) / torch.addcmul(torch.ones_like(tn), _horner(b, tn), tn)
+    d, high, low, q, odd = _far_rows(num_t, b)
+    z = torch.reciprocal(xf)
+    s_d = torch.where(odd, torch.sign(xf), torch.ones_like(xf))
+    p_far = s_d * (_high_part(high, d, xf)[0] + _horner(low, z))
+    return torch.where(far, p_far / _horner(q, z.abs()), near)
+
+
 def _rational_forward_kernel(x: torch.Tensor, num_t: torch.Tensor, den_t: torch.Tensor) -> torch.Tensor:
     """``R(x)`` for ``x (N, in)``, coefficient rows ``num_t (m + 1, in)`` and ``den_t (n, in)``."""
-    p = _horner(num_t, x)
-    if den_t.shape[0] == 0:
-        return p
-    t = x.abs()
-    # S(t) = t * (|b_1| + |b_2| t + ... + |b_n| t^(n-1)) >= 0, so the denominator is >= 1.
-    s = _horner(den_t.abs(), t)
-    return p / torch.addcmul(torch.ones_like(t), s, t)
+    return _rational_value(x, num_t, den_t)
 
 
-def _rational_backward_kernel(
-    x: torch.Tensor, num_t: torch.Tensor, den_t: torch.Tensor, grad: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Gradients of ``sum(grad * R(x))``: ``(dx (N, in), dnum (m + 1, in), dden (n, in))``.
+def _near_backward(x, num_t, den_t, grad):
+    """Gradients of ``sum(grad * R(x))`` by the direct formulas (exact for ``|x| <= 1``).
 
     With ``P``, ``P'`` (Horner with derivative), ``t = |x|``, ``S(t) = sum_j |b_j| t^j``,
     ``Q = 1 + S``, ``u = grad / Q`` and ``R = P / Q``::
@@ -111,20 +200,13 @@ def _rational_backward_kernel(
         db_j    = -sign(b_j) sum_N u R t^j
     """
     m1, n = num_t.shape[0], den_t.shape[0]
-    if m1 == 1:
-        p, dp = num_t[0].expand_as(x), torch.zeros_like(x)
-    else:
-        p, dp = _horner_with_derivative(num_t, x)
+    p, dp = _horner_with_derivative(num_t, x)
     if n == 0:
         u, ur = grad, None
         dx = grad * dp
     else:
         t = x.abs()
-        b = den_t.abs()
-        if n == 1:
-            s, ds = b[0].expand_as(x), torch.zeros_like(x)
-        else:
-            s, ds = _horner_with_derivative(b, t)
+        s, ds = _horner_with_derivative(den_t.abs(), t)
         dsdt = torch.addcmul(s, ds, t)  # d/dt (t * s(t))
         inv_q = torch.reciprocal(torch.addcmul(torch.ones_like(t), s, t))
         u = grad * inv_q
@@ -143,8 +225,78 @@ def _rational_backward_kernel(
     for _ in range(n):
         w = w * t
         grad_den.append(w.sum(0))
-    dden = torch.stack(grad_den) * -torch.sign(den_t)
-    return dx, dnum, dden
+    return dx, dnum, torch.stack(grad_den) * -torch.sign(den_t)
+
+
+def _far_backward(x, num_t, den_t, grad):
+    """The same gradients by the ``|x|^-D``-scaled formulas (finite for any ``|x| > 1``)."""
+    m1, n = num_t.shape[0], den_t.shape[0]
+    d, high, low, q, odd = _far_rows(num_t, den_t.abs())
+    deg = d.to(x.dtype)
+    z = torch.reciprocal(x)
+    w = z.abs()
+    sign = torch.sign(x)
+    s_d = torch.where(odd, sign, torch.ones_like(x))
+    h, dh = _high_part(high, d, x)
+    lo, dlo = _horner_with_derivative(low, z)
+    qs, dqs = _horner_with_derivative(q, w)
+    ps = s_d * (h + lo)  # P~
+    dps = s_d * (dh - z * z * dlo) + deg * z * ps  # P'(x) t^-D
+    dss = deg * w * qs - w * w * dqs  # S'(t) t^-D
+    inv_q = torch.reciprocal(qs)
+    r = ps * inv_q
+    u = grad * inv_q
+    dx = u * (dps - r * sign * dss)
+    # da_k = sum_N u s_D x^(k-D): offsets k - D = 0..m by powers of x, k - D = -1..-n by powers
+    # of z; sums of offsets whose k is outside 0..m (possibly overflowed) are dropped.
+    v = u * s_d
+    offsets, sums = [0], [v.sum(0)]
+    cur = v
+    masked = torch.is_grad_enabled()  # double backward: never form the unused powers (see _high_part)
+    for i in range(1, m1):
+        cur = cur * x * (d + i < m1).to(x.dtype) if masked else cur * x
+        offsets.append(i)
+        sums.append(cur.sum(0))
+    cur = v
+    for i in range(1, n + 1):
+        cur = cur * z
+        offsets.append(-i)
+        sums.append(cur.sum(0))
+    k = d + torch.tensor(offsets, device=d.device).unsqueeze(1)
+    vals = torch.stack(sums)
+    vals = torch.where((k >= 0) & (k < m1), vals, torch.zeros_like(vals))
+    dnum = vals.new_zeros(m1, vals.shape[1]).scatter_add(0, k.clamp(0, m1 - 1), vals)
+    # db_j = -sign(b_j) sum_N u R w^(D-j) for 1 <= j <= D (b_j = 0 above D: gradient 0). Every
+    # factor is applied in an order whose partial products are true gradients themselves: u R
+    # (j = D, which alone may overflow) is not an intermediate of the others, and (u w) R w^(e-1)
+    # never underflows where the result does not.
+    sums, cur = [(u * r).sum(0)], None
+    for _ in range(1, n):
+        cur = (u * w) * r if cur is None else cur * w
+        sums.append(cur.sum(0))
+    j = d - torch.arange(n, device=d.device).unsqueeze(1)
+    vals = torch.stack(sums)
+    vals = torch.where(j >= 1, vals, torch.zeros_like(vals))
+    dden = vals.new_zeros(n, vals.shape[1]).scatter_add(0, (j - 1).clamp_min(0), vals)
+    return dx, dnum, dden * -torch.sign(den_t)
+
+
+def _rational_backward_kernel(
+    x: torch.Tensor, num_t: torch.Tensor, den_t: torch.Tensor, grad: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients of ``sum(grad * R(x))``: ``(dx (N, in), dnum (m + 1, in), dden (n, in))``.
+
+    Inputs with ``|x| <= 1`` use the direct formulas (:func:`_near_backward`), larger ones the
+    ``|x|^-D``-scaled ones (:func:`_far_backward`), so the gradients stay finite and accurate
+    wherever their true value is representable.
+    """
+    if den_t.shape[0] == 0:  # a polynomial: nothing to rescale
+        return _near_backward(x, num_t, den_t, grad)
+    far, xn, xf = _near_far(x)
+    zero = torch.zeros_like(grad)
+    dx_n, dnum_n, dden_n = _near_backward(xn, num_t, den_t, torch.where(far, zero, grad))
+    dx_f, dnum_f, dden_f = _far_backward(xf, num_t, den_t, torch.where(far, grad, zero))
+    return torch.where(far, dx_f, dx_n), dnum_n + dnum_f, dden_n + dden_f
 
 
 def _group_sum(grad_t: torch.Tensor, group_index: torch.Tensor | None, num_groups: int) -> torch.Tensor:
