@@ -18,6 +18,15 @@ for its own models (``vit_tiny_patch16_224`` ...) are not overwritten; the kanzo
 timm's parameter names, so timm's own ViTs are their timm counterparts. KAT's names
 (``kat_tiny_patch16_224`` ...) are left to KAT's own package; its checkpoints load into the
 ``kan_vit_*_patch16_224`` models (KAN-ViT renames KAT's FFN tensors when it loads a state dict).
+
+The models follow timm's model contract, as timm's ResNet (Conv-KAN, CNN) and ViT (KAN-ViT) do,
+and pass timm's own ``tests/test_models.py`` (``tests/ecosystem/test_timm_suite.py``):
+``device=``/``dtype=`` (``"meta"`` included), ``num_classes``, ``in_chans``, ``global_pool``,
+``drop_rate``, ``drop_path_rate``, ``features_only=True`` with ``out_indices``/``feature_cls``,
+``forward_intermediates``, ``set_grad_checkpointing``, FX tracing with timm's tracer; an unknown
+keyword raises :class:`UnexpectedArgumentError` (a ``TypeError``, as timm's contract says, and a
+``ValueError``, as kanzoo's). Not supported: TorchScript (KAN layers run custom autograd
+Functions) and timm's ``in_chans`` adaptation of a pretrained KAN stem (it has no ``.weight``).
 """
 
 from __future__ import annotations

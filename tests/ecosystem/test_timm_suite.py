@@ -22,9 +22,9 @@ spec strings/partials, none of which TorchScript compiles; ``torch.fx`` (with th
 leaf modules, registered with timm's tracer), ``torch.export`` and ``torch.compile`` are the
 supported graph paths.
 
-Cost: the ViT-S/16 and ViT-B/16 shaped KAN-ViTs (22M / 86M parameters at a fixed 224x224 input)
-and the swish-initialised copies of the 224x224 models (the same architecture as their GELU
-siblings) run only under ``-m slow``; everything else runs in the default suite.
+Cost (see ``_DEFAULT``): the default suite runs every test on ``conv_kan_tiny``, ``cnn_tiny`` and
+``kan_vit_tiny`` and the config test on ``kan_vit_tiny_patch16_224``; ``-m slow`` runs all the
+parametrizations (the small sizes, every 224x224 KAN-ViT up to the 86M-parameter ViT-B/16 shape).
 """
 
 from __future__ import annotations
@@ -42,8 +42,12 @@ from _sdist import sdist_root
 import kanzoo.models  # noqa: F401  (registers the kanzoo names with timm before the suite lists them)
 from kanzoo.models._timm import timm_model_names
 
-# Too slow for the default suite on a 2-core CPU, or a second copy of an architecture.
-_SLOW = ("kan_vit_small*_patch16_224", "kan_vit_base*_patch16_224", "kan_vit_*_swish_patch16_224")
+# The default suite runs every test on one model per architecture at its small size, and the
+# ImageNet-shaped KAN-ViT-Ti/16 (fixed 224x224 input) through the config test only; the other
+# parametrizations (wider or deeper copies of the same architectures, 224x224 forward/backward
+# passes, the 22M/86M ViT-S/B shapes) run under -m slow, which runs all of them.
+_DEFAULT = {"conv_kan_tiny": "*", "cnn_tiny": "*", "kan_vit_tiny": "*"}
+_DEFAULT_TESTS = {"kan_vit_tiny_patch16_224": "test_model_default_cfgs_non_std"}
 
 
 def _load_suite() -> types.ModuleType:
@@ -111,9 +115,9 @@ _TESTS: dict[str, _Args] = {
 }
 
 
-def _param(name: str, extra: tuple):
-    slow = any(fnmatch.fnmatchcase(name, p) for p in _SLOW)
-    return pytest.param(name, *extra, id=name, marks=pytest.mark.slow if slow else ())
+def _param(test: str, name: str, extra: tuple):
+    default = name in _DEFAULT or _DEFAULT_TESTS.get(name) == test
+    return pytest.param(name, *extra, id=name, marks=() if default else pytest.mark.slow)
 
 
 def _reparametrize(test: str, args_for: _Args) -> types.FunctionType:
@@ -130,7 +134,7 @@ def _reparametrize(test: str, args_for: _Args) -> types.FunctionType:
     (by_name,) = [m for m in marks if takes_model_name(m)] or [None]
     if by_name is None:
         raise RuntimeError(f"timm's {test} is no longer parametrized over model_name; update this harness")
-    params = [_param(n, extra) for n in _NAMES if (extra := args_for(n)) is not None]
+    params = [_param(test, n, extra) for n in _NAMES if (extra := args_for(n)) is not None]
     by_kanzoo = pytest.mark.parametrize(by_name.args[0], params).mark
     copy.pytestmark = [m for m in marks if m is not by_name] + [by_kanzoo]
     return copy
