@@ -489,6 +489,7 @@ class KANUNet(nn.Module, KanzooModel):
         self.token_stages = self.token_stages[: max(last + 1 - n_conv, 0)]
         self.feature_info = self.feature_info[: last + 1]
         self.num_features = self.feature_info[-1]["num_chs"]
+        self.stride = self.feature_info[-1]["reduction"]  # the encoder alone needs multiples of this
         self.decoder, self.decoder_tokens = nn.ModuleList(), nn.ModuleList()
         self.final, self.head = nn.Identity(), nn.Identity()
         self.encoder_only = True

@@ -502,6 +502,7 @@ def test_unet_as_a_timm_feature_extractor():
     sum(f.mean() for f in backbone(x)).backward()
     assert all(p.grad is not None for p in backbone.parameters())  # no unused parameters (DDP)
     assert model(x).shape == (2, 48, 4, 4)  # pruned: forward is the deepest kept level
+    assert model(torch.randn(1, 3, 48, 48)).shape == (1, 48, 3, 3)  # its stride is now 16
 
 
 # -- torch.fx: the models trace (KAN layers as leaf modules), the input checks stay in the graph --
