@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 
@@ -156,6 +157,16 @@ class KANLinear(KANLayer):
         return fused_weight(self.base_weight, self.spline_weight, self.spline_scaler)
 
     def _check_input(self, x: torch.Tensor) -> torch.dtype:
+        """Raise ``ValueError`` for a bad eager input; return the matmul dtype.
+
+        While ``torch.fx`` traces the layer, ``x`` is a ``Proxy`` with no shape or dtype to check:
+        the checks are skipped and the parameters' dtype is returned (read from ``_parameters``,
+        which the tracer does not proxy). No branch depends on tensor values, so ``torch.compile``
+        (``fullgraph=True``), ``torch.export`` and meta tensors see only shape/dtype guards.
+        """
+        wdtype = self._parameters["spline_weight"].dtype
+        if isinstance(x, torch.fx.Proxy):
+            return wdtype
         name = type(self).__name__
         if not torch.is_tensor(x):
             raise ValueError(f"{name} expects a tensor of shape (..., {self.in_features}), got {type(x)}")
@@ -167,15 +178,23 @@ class KANLinear(KANLayer):
             raise ValueError(
                 f"{name} expects a floating-point input of shape (..., {self.in_features}), got {x.dtype}"
             )
-        wdtype = self.spline_weight.dtype
-        if torch.is_autocast_enabled(x.device.type):
-            return torch.get_autocast_dtype(x.device.type)
+        device = x.device.type  # the meta device has no autocast state
+        if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
+            return torch.get_autocast_dtype(device)
         if x.dtype != wdtype:
             raise ValueError(
                 f"{name} expected input of shape (..., {self.in_features}) and dtype {wdtype} (the "
                 f"parameters' dtype), got {x.dtype}; cast the input or the layer with .to()"
             )
         return wdtype
+
+    @staticmethod
+    def _autocast_off(x: torch.Tensor) -> contextlib.AbstractContextManager:
+        """Autocast disabled for ``x``'s device type; a no-op where there is no autocast (meta)."""
+        device = x.device.type
+        if torch.amp.is_autocast_available(device):
+            return torch.autocast(device, enabled=False)
+        return contextlib.nullcontext()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mm_dtype = self._check_input(x)
@@ -184,7 +203,7 @@ class KANLinear(KANLayer):
         weight = self.fused_weight().to(mm_dtype)
         bias = None if self.bias is None else self.bias.to(mm_dtype)
         spec = self.basis.functional()
-        with torch.autocast(x.device.type, enabled=False):
+        with self._autocast_off(x):
             if spec is not None:
                 phi_fn, both_fn, args = spec
                 y = KANLinearFunction.apply(x2, weight, bias, self.base_activation, phi_fn, both_fn, *args)

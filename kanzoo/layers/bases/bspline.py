@@ -174,8 +174,8 @@ class BSplineBasis(Basis):
 
     def is_uniform(self) -> bool:
         """Whether every input's knots are equally spaced (cached per grid version)."""
-        if torch.compiler.is_compiling():
-            return self._uniform
+        if torch.compiler.is_compiling() or self.grid.is_meta:
+            return self._uniform  # meta knots have no values: the flag of the last inspected grid
         g = self.grid
         key = (g.data_ptr(), g._version, g.dtype, g.device, tuple(g.shape))
         if key != self._uniform_key:
