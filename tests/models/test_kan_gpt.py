@@ -364,3 +364,23 @@ def test_config_aliases_json_round_trip_and_validation():
         KanGPTConfig(head_layer="kan", tie_word_embeddings=True)
     with pytest.raises(ValueError, match="layer spec"):
         KanGPTConfig(ffn_layer=nn.Linear)
+
+
+@pytest.mark.slow
+def test_pipeline_example_caps_max_new_tokens_at_n_positions(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    args = ["--steps", "2", "--chars", "20000", "--block-size", "16", "--batch-size", "2"]
+    args += ["--out", str(tmp_path / "run"), "--max-new-tokens", "500"]
+    proc = subprocess.run(
+        [sys.executable, str(root / "examples" / "gpt_pipeline.py"), *args],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    # 128 positions, a 7-character prompt: 122 new tokens fit (the last one is never fed back).
+    assert "--max-new-tokens capped at 122 (n_positions=128)" in proc.stdout
