@@ -70,9 +70,13 @@ _ACT_MODULES: dict[str, Callable[[], nn.Module]] = {
 
 
 def _layer_ctor(spec: str, layer_kwargs: dict[str, Any]) -> LinearCtor:
-    """Constructor for one layer role; ``layer_kwargs`` only reach the non-``nn.Linear`` (KAN) layers."""
+    """Constructor for one layer role; ``layer_kwargs`` (KAN options) only reach KAN layers.
+
+    Whether ``spec`` builds a KAN layer is asked of a built 1x1 probe (``is_kan_layer``), not read
+    from the spec string.
+    """
     ctor = get_linear_layer(spec)
-    if ctor is nn.Linear or not layer_kwargs:
+    if not layer_kwargs or not is_kan_layer(ctor(1, 1, bias=False)):
         return ctor
     return get_linear_layer(spec, **layer_kwargs)
 
@@ -500,11 +504,22 @@ class KanGPTForCausalLM(KanGPTPreTrainedModel, GenerationMixin):
     def set_input_embeddings(self, new_embeddings: nn.Embedding) -> None:
         self.transformer.wte = new_embeddings
 
-    def get_output_embeddings(self) -> nn.Module:
-        return self.lm_head
+    def get_output_embeddings(self) -> nn.Linear | None:
+        # transformers treats output embeddings as a (vocab, hidden) matrix (tying, resizing): a KAN
+        # head is none, so it is not reported as one.
+        return self.lm_head if isinstance(self.lm_head, nn.Linear) else None
 
     def set_output_embeddings(self, new_embeddings: nn.Module) -> None:
         self.lm_head = new_embeddings
+
+    def resize_token_embeddings(self, *args: Any, **kwargs: Any) -> nn.Embedding:
+        """``PreTrainedModel.resize_token_embeddings``; refused (ValueError) with a KAN head."""
+        if not isinstance(self.lm_head, nn.Linear):
+            raise ValueError(
+                f"cannot resize the vocabulary: the language-model head is a {type(self.lm_head).__name__} "
+                f"(head_layer={self.config.head_layer!r}), not a weight matrix; use head_layer='linear'"
+            )
+        return super().resize_token_embeddings(*args, **kwargs)
 
     def _prepare_cache_for_generation(
         self,

@@ -5,7 +5,10 @@ time (see ``_transformers_suite.py``); the model tester below is kanzoo's, writt
 transformers' per-model test modules write theirs. Attention outputs are on (``has_attentions``):
 the suite checks ``output_attentions`` through the eager path and SDPA against eager.
 
-Every skipped mixin test is listed in ``SKIPPED`` with the reason it cannot apply to KAN-GPT.
+Every mixin test kanzoo skips is listed in ``SKIPPED`` (and ``SKIPPED_WITH_KAN_HEAD`` for the
+variant with a KAN language-model head, which runs under ``-m slow``) with the reason it cannot
+apply to KAN-GPT; the other skips are the mixin's own (no GPU, no flash attention, no DeepSpeed,
+not a composite or MoE model, ...).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 import sys
 import unittest
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _transformers_suite import transformers_test_modules  # noqa: E402
@@ -41,6 +46,15 @@ SKIPPED: dict[str, str] = {
 }
 
 
+# ... and, in addition, with a KAN language-model head (KanGPTAllKanModelTest, under -m slow).
+SKIPPED_WITH_KAN_HEAD: dict[str, str] = {
+    "test_resize_tokens_embeddings": (
+        "a KAN language-model head is a KANLinear, not a (vocab, hidden) weight matrix: resizing the "
+        "vocabulary is refused with a ValueError (tests/models/test_kan_gpt_contract.py)"
+    ),
+}
+
+
 class KanGPTModelTester:
     """Builds a tiny KAN-GPT config and inputs, in the shape transformers' mixins expect."""
 
@@ -57,6 +71,8 @@ class KanGPTModelTester:
         num_attention_heads: int = 4,
         max_position_embeddings: int = 64,
         ffn_layer: str = "kan",
+        attn_layer: str = "linear",
+        head_layer: str = "linear",
     ) -> None:
         self.parent = parent
         self.batch_size = batch_size
@@ -68,6 +84,8 @@ class KanGPTModelTester:
         self.num_attention_heads = num_attention_heads
         self.max_position_embeddings = max_position_embeddings
         self.ffn_layer = ffn_layer
+        self.attn_layer = attn_layer
+        self.head_layer = head_layer
 
     def get_config(self) -> KanGPTConfig:
         return KanGPTConfig(
@@ -78,6 +96,8 @@ class KanGPTModelTester:
             n_positions=self.max_position_embeddings,
             ffn_ratio=2.0,
             ffn_layer=self.ffn_layer,
+            attn_layer=self.attn_layer,
+            head_layer=self.head_layer,
             pad_token_id=0,
         )
 
@@ -130,3 +150,18 @@ for _name, _reason in SKIPPED.items():
     assert hasattr(KanGPTModelTest, _name), f"{_name} is no longer a mixin test; update SKIPPED"
     setattr(KanGPTModelTest, _name, _skip(_name, _reason))
 
+
+@pytest.mark.slow
+class KanGPTAllKanModelTest(KanGPTModelTest):
+    """The same suite with KAN attention projections and an (untied) KAN language-model head."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.model_tester = KanGPTModelTester(self, attn_layer="kan", head_layer="kan")
+
+
+for _name, _reason in SKIPPED_WITH_KAN_HEAD.items():
+    assert hasattr(KanGPTAllKanModelTest, _name), (
+        f"{_name} is no longer a mixin test; update SKIPPED_WITH_KAN_HEAD"
+    )
+    setattr(KanGPTAllKanModelTest, _name, _skip(_name, _reason))

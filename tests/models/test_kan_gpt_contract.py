@@ -185,6 +185,17 @@ def test_from_pretrained_options_follow_transformers(tmp_path):
     assert dropped in info["missing_keys"]
 
 
+def test_a_kan_head_is_no_output_embedding_and_is_not_resized():
+    linear = tiny()
+    assert linear.get_output_embeddings() is linear.lm_head
+    linear.resize_token_embeddings(V + 4)
+    assert linear.lm_head.weight.shape == (V + 4, TINY["n_embd"]) and linear.config.vocab_size == V + 4
+    kan_head = tiny(head_layer="kan")
+    assert kan_head.get_output_embeddings() is None
+    with pytest.raises(ValueError, match="head_layer='kan'"):
+        kan_head.resize_token_embeddings(V + 4)
+
+
 # ---------------------------------------------------------------------------- gradient checkpointing
 
 
@@ -231,6 +242,10 @@ def test_node_activation_comes_from_the_built_layer_not_the_spec_string():
         assert isinstance(create_model("kan_gpt_nano", ffn_layer=spec).transformer.h[0].mlp.act, nn.Identity)
     explicit = create_model("gpt_nano", ffn_activation="silu")
     assert isinstance(explicit.transformer.h[0].mlp.act, nn.SiLU)
+    # KAN options reach the KAN layers only, whatever the spelling of the linear spec.
+    mixed = create_model("gpt_nano", ffn_layer="Linear", attn_layer="KAN", layer_kwargs={"grid_size": 3})
+    assert type(mixed.transformer.h[0].mlp.c_fc) is nn.Linear
+    assert mixed.transformer.h[0].attn.c_attn.basis.grid_size == 3
 
 
 def test_unknown_config_keys_are_refused_in_one_line(tmp_path):
