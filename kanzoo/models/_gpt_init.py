@@ -8,11 +8,19 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers.utils.import_utils import is_tracing
 
 from kanzoo.layers import Basis, KANLinear
 from kanzoo.models._base import CheckpointMismatchError
 
-__all__ = ["check_generation_length", "fresh_copy", "is_kan_module", "load_pretrained", "reset_unloaded"]
+__all__ = [
+    "check_forward_inputs",
+    "check_generation_length",
+    "fresh_copy",
+    "is_kan_module",
+    "load_pretrained",
+    "reset_unloaded",
+]
 
 
 def is_kan_module(module: nn.Module) -> bool:
@@ -75,6 +83,44 @@ def reset_unloaded(module: nn.Module) -> None:
     fresh_tensors = dict(fresh.named_parameters(recurse=False)) | dict(fresh.named_buffers(recurse=False))
     for name in todo:
         getattr(module, name).copy_(fresh_tensors[name].to(own[name].dtype))
+
+
+def check_forward_inputs(
+    position_ids: torch.Tensor,
+    longest: int | torch.Tensor | None,
+    attention_mask: torch.Tensor | None,
+    total: int | torch.Tensor,
+    limit: int,
+) -> None:
+    """One clear error for a 2D mask that does not cover the cache, or positions past ``limit``.
+
+    Eager mode only: compiled, exported and meta-device runs skip these data-dependent checks
+    (``generate`` refuses too long requests before it starts).
+
+    Args:
+        position_ids: The positions of the new tokens.
+        longest: An upper bound of the positions known from the shapes (when the forward derived
+            them), or ``None``; only when it exceeds ``limit`` are the values read.
+        attention_mask: The mask the forward was given.
+        total: Cached plus new tokens, which a 2D mask must cover.
+        limit: ``n_positions``.
+    """
+    if is_tracing(position_ids) or position_ids.device.type == "meta":
+        return
+    if attention_mask is not None and attention_mask.dim() == 2 and attention_mask.shape[-1] != int(total):
+        expected = (attention_mask.shape[0], int(total))
+        raise ValueError(
+            f"attention_mask must have shape (batch, past + length) = {expected}, "
+            f"got {tuple(attention_mask.shape)}"
+        )
+    if not position_ids.numel() or (longest is not None and int(longest) <= limit):
+        return
+    top = int(position_ids.max())
+    if top >= limit:
+        raise ValueError(
+            f"position {top} is beyond the {limit} positions this model was built for (n_positions); "
+            "shorten the input or the generation length"
+        )
 
 
 def check_generation_length(positions: int, limit: int) -> None:

@@ -39,12 +39,17 @@ from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutpu
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, slice_logits_to_keep
 from transformers.utils import can_return_tuple
 from transformers.utils.deprecation import deprecate_kwarg
-from transformers.utils.import_utils import is_tracing
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from kanzoo.layers import get_linear_layer, is_kan_layer
 from kanzoo.models._gpt_config import KanGPTConfig
-from kanzoo.models._gpt_init import check_generation_length, is_kan_module, load_pretrained, reset_unloaded
+from kanzoo.models._gpt_init import (
+    check_forward_inputs,
+    check_generation_length,
+    is_kan_module,
+    load_pretrained,
+    reset_unloaded,
+)
 from kanzoo.models._registry import register_family
 
 __all__ = [
@@ -358,42 +363,6 @@ class KanGPTModel(KanGPTPreTrainedModel):
     def set_input_embeddings(self, new_embeddings: nn.Embedding) -> None:
         self.wte = new_embeddings
 
-    def _check_inputs(
-        self,
-        position_ids: torch.Tensor,
-        longest: int | torch.Tensor | None,
-        attention_mask: torch.Tensor | None,
-        total: int | torch.Tensor,
-    ) -> None:
-        """One clear error for a 2D mask that does not cover the cache, or positions past n_positions.
-
-        Eager mode only: compiled and exported graphs skip these data-dependent checks (``generate``
-        refuses too long requests before it starts). ``longest`` bounds the positions from the shapes
-        when they were derived here; only when it exceeds the limit (or they were given) are the
-        values read.
-        """
-        if is_tracing(position_ids) or position_ids.device.type == "meta":
-            return
-        if (
-            attention_mask is not None
-            and attention_mask.dim() == 2
-            and attention_mask.shape[-1] != int(total)
-        ):
-            expected = (attention_mask.shape[0], int(total))
-            raise ValueError(
-                f"attention_mask must have shape (batch, past + length) = {expected}, "
-                f"got {tuple(attention_mask.shape)}"
-            )
-        limit = self.config.n_positions
-        if not position_ids.numel() or (longest is not None and int(longest) <= limit):
-            return
-        top = int(position_ids.max())
-        if top >= limit:
-            raise ValueError(
-                f"position {top} is beyond the {limit} positions this model was built for (n_positions); "
-                "shorten the input or the generation length"
-            )
-
     @capture_outputs
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
@@ -455,7 +424,7 @@ class KanGPTModel(KanGPTPreTrainedModel):
         elif position_ids is None:
             position_ids = (torch.arange(length, device=inputs_embeds.device) + past)[None]
             longest = past + length
-        self._check_inputs(position_ids, longest, attention_mask, past + length)
+        check_forward_inputs(position_ids, longest, attention_mask, past + length, self.config.n_positions)
 
         if (
             attention_mask is not None
