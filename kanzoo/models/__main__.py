@@ -70,20 +70,29 @@ def _build(name: str, device: str) -> torch.nn.Module:
         return create_model(name).eval()
 
 
-def measure(name: str, *, real: bool = False) -> tuple[int, int, str, str]:
+def measure(name: str, *, real: bool = False, fallback: bool = True) -> tuple[int, int, str, str]:
     """``(parameters, FLOPs, input description, how)`` of one model; ``how`` is ``"meta"``,
-    ``"meta+cpu forward"`` or ``"cpu"`` (see the module docstring)."""
+    ``"meta+cpu forward"`` or ``"cpu"`` (see the module docstring).
+
+    Args:
+        name: A registered model.
+        real: Build and run it for real on the CPU (the reference).
+        fallback: Where the meta device fails, fall back to the CPU; if False, raise instead.
+    """
     if not real:
         try:
             model = _build(name, "meta")
         except Exception:  # construction not meta-safe (e.g. an init-time fit): build for real
-            pass
+            if not fallback:
+                raise
         else:
             params = count_parameters(model)
             try:
                 flops, described = _forward_flops(name, model, "meta")
                 return params, flops, described, "meta"
             except Exception:  # forward not meta-safe: same shapes on the CPU, weights zeroed
+                if not fallback:
+                    raise
                 model = model.to_empty(device="cpu")
                 with torch.no_grad():
                     for tensor in (*model.parameters(), *model.buffers()):
@@ -95,9 +104,14 @@ def measure(name: str, *, real: bool = False) -> tuple[int, int, str, str]:
     return count_parameters(model), flops, described, "cpu"
 
 
-def model_row(name: str, *, real: bool = False) -> dict[str, Any]:
-    """Task, parameter count, input description and forward FLOPs per sample of one model."""
-    params, flops, described, how = measure(name, real=real)
+def model_row(
+    name: str, *, real: bool = False, measured: tuple[int, int, str, str] | None = None
+) -> dict[str, Any]:
+    """Task, parameter count, input description and forward FLOPs per sample of one model.
+
+    ``measured`` is a result of :func:`measure` to use instead of measuring again.
+    """
+    params, flops, described, how = measured or measure(name, real=real)
     info = model_info(name)
     return {
         "name": name,
