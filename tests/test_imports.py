@@ -78,7 +78,9 @@ REPEATS = 3
 def _env(**extra: str) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     env.pop("PYTHONSTARTUP", None)
-    return {**env, **extra}
+    # the probe's forward runs eagerly: torch.compile (on by default) would load torch._dynamo at
+    # the first forward, which is not an import cost
+    return {**env, "KANZOO_COMPILE": "0", **extra}
 
 
 def _probe(first: str, second: str = "", check: str = "", env: dict | None = None) -> tuple[dict, str]:

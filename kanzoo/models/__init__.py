@@ -11,9 +11,8 @@ classifiers with ``timm.create_model`` and ``kan_gpt`` registers KAN-GPT with tr
 transformers, safetensors). The other names below are imported on first use.
 """
 
-import importlib as _importlib
-
 from kanzoo._extras import require_extra as _require_extra
+from kanzoo._lazy import import_module as _import_module
 from kanzoo._lazy import lazy_package as _lazy_package
 
 # Family modules, one line each: importing one registers its models. Add a family here.
@@ -50,5 +49,5 @@ __getattr__, __dir__ = _lazy_package(__name__, _EXPORTS)
 
 _require_extra("models", needed_by=__name__)
 for _family in FAMILY_MODULES:
-    _importlib.import_module(f"{__name__}.{_family}")
+    _import_module(f"{__name__}.{_family}")  # a missing package names its extra
 del _family
