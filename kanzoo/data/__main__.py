@@ -5,7 +5,16 @@ from __future__ import annotations
 import ast
 import sys
 
-from . import build_data, list_datasets
+USAGE = """\
+usage: python -m kanzoo.data [-h] [list | NAME [key=value ...]]
+
+Without arguments (or with `list`), list the registered datasets. With a NAME, build that dataset
+with the given keyword arguments (values are Python literals when they parse, strings otherwise)
+and print its splits and one training item.
+
+examples:
+  python -m kanzoo.data nuclei tile_size=128
+  python -m kanzoo.data text path_or_hub_name=corpus.txt tokenizer=bpe"""
 
 
 def _value(text: str):
@@ -15,24 +24,38 @@ def _value(text: str):
         return text
 
 
+def _print_datasets() -> None:
+    from . import list_datasets
+
+    print("datasets (python -m kanzoo.data NAME key=value ... builds one):")
+    for name, desc in list_datasets(with_descriptions=True).items():
+        print(f"  {name:<20} {desc}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] in ("-h", "--help", "list"):
-        print("datasets (python -m kanzoo.data NAME key=value ... builds one):")
-        for name, desc in list_datasets(with_descriptions=True).items():
-            print(f"  {name:<20} {desc}")
+    if args and args[0] in ("-h", "--help"):
+        print(USAGE + "\n")
+        _print_datasets()
+        return 0
+    if not args or args[0] == "list":
+        _print_datasets()
         return 0
     kwargs = {}
     for a in args[1:]:
         if "=" not in a:
-            print(f"arguments after the name must be key=value, got {a!r}", file=sys.stderr)
+            print(f"error: arguments after the name must be key=value, got {a!r}", file=sys.stderr)
             return 2
         k, v = a.split("=", 1)
         kwargs[k] = _value(v)
+    from kanzoo._cli import one_line
+
+    from . import build_data
+
     try:
         dm = build_data(args[0], **kwargs)
-    except (ValueError, FileNotFoundError, TypeError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ValueError, OSError, TypeError) as e:
+        print(one_line(e), file=sys.stderr)
         return 1
     print(dm)
     item = dm.train[0]

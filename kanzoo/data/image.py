@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from kanzoo._hub import load_hub_dataset
+
 from .base import DataModule, check_path, normalize, register_dataset, resolve_mean_std
 
 _IMAGE_COLUMNS = ("image", "img", "pixel_values", "png", "jpg")
@@ -149,13 +151,7 @@ def load_hf_dataset(
     elif s.startswith((".", "/", "~")) or s.count("/") > 1:
         raise FileNotFoundError(f"dataset path not found: {p}")
     else:
-        try:
-            ds = datasets.load_dataset(s, config_name)
-        except Exception as e:  # offline / unknown name; exception types vary by datasets version
-            raise FileNotFoundError(
-                f"dataset {s!r} is not a local path and could not be loaded from the hub (offline?): "
-                f"{type(e).__name__}: {e}"
-            ) from None
+        ds = load_hub_dataset(s, config_name, hint="pass a save_to_disk folder or an image folder instead")
     if isinstance(ds, datasets.Dataset):
         ds = datasets.DatasetDict({"train": ds})
     return ds

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from kanzoo._hub import load_hub_dataset
+
 from .base import DataModule, check_path, register_dataset
 from .corpora import pydoc_documents, shakespeare_documents
 from .tokenizers import BaseTokenizer, build_tokenizer
@@ -132,13 +134,8 @@ def load_text_documents(
         elif p.suffix.lower() in _TEXT_EXTS or s.startswith((".", "/", "~")) or s.count("/") > 1:
             raise FileNotFoundError(f"text data path not found: {p}")
         else:
-            try:
-                ds = datasets.load_dataset(s, config_name)
-            except Exception as e:  # offline or unknown hub name; the exception types vary by version
-                raise FileNotFoundError(
-                    f"text dataset {s!r} is not a local path and could not be loaded from the hub"
-                    f" (offline? set a local path instead): {type(e).__name__}: {e}"
-                ) from None
+            hint = "pass a local txt/json/jsonl/parquet/csv path instead"
+            ds = load_hub_dataset(s, config_name, what="text dataset", hint=hint)
     if isinstance(ds, datasets.Dataset):
         ds = datasets.DatasetDict({"train": ds})
     out: dict[str, list[str]] = {}

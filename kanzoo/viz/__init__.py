@@ -7,9 +7,18 @@
 
 Pruning and symbolic regression of edges are in :mod:`kanzoo.interpret`. Training curves are written
 by the trainer (``kanzoo.train.plot_loss_curve``), segmentation overlays by ``evaluate.py``.
+Names are imported on first use (PEP 562); plotting needs the ``[interpret]`` extra (matplotlib).
 """
 
-from kanzoo.viz.edges import plot_edges, save_figure
-from kanzoo.viz.network import plot_network
+from kanzoo._lazy import lazy_package as _lazy_package
 
-__all__ = ["plot_edges", "plot_network", "save_figure"]
+# Public name -> module that defines it. One line per name.
+_EXPORTS = {
+    "plot_edges": ".edges",
+    "save_figure": ".edges",
+    "plot_network": ".network",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = _lazy_package(__name__, _EXPORTS)
