@@ -11,11 +11,19 @@ from .config import OptimConfig, ScheduleConfig, TrainerConfig
 from .grid import grid_modules, update_grids
 from .loggers import JsonlLogger, Logger, WandbLogger, build_loggers, read_jsonl
 from .optim import build_optimizer, build_scheduler, classify_parameters, lr_factor, param_groups
+from .outputs import CheckpointWriteError, RunDirError
 from .plots import plot_loss_curve
+from .runguard import RunDirBusyError
+from .state import CheckpointError
 from .tasks import get_task
-from .trainer import NonFiniteLossError, Trainer, resolve_mixed_precision
+from .trainer import NonFiniteLossError, Trainer, TrainingError, resolve_mixed_precision
 
 __all__ = [
+    "CheckpointError",
+    "CheckpointWriteError",
+    "RunDirBusyError",
+    "RunDirError",
+    "TrainingError",
     "JsonlLogger",
     "Logger",
     "NonFiniteLossError",
