@@ -55,10 +55,11 @@ MAX_CHECKED_JOBS = 8
 _NEW_OUTPUT_ENV = "KANZOO_NEW_OUTPUT"
 
 
-def config_options(config_dir: str | Path, group: str) -> list[str]:
-    """Names of the YAML files of config group ``group`` (sorted; nested ones as ``a/b``)."""
+def config_options(config_dir: str | Path, group: str, *, nested: bool = False) -> list[str]:
+    """Names of the YAML files of config group ``group`` (sorted; ``nested``: also ``a/b``)."""
     root = Path(config_dir) / group
-    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
+    files = root.rglob("*.yaml") if nested else root.glob("*.yaml")
+    return sorted(p.relative_to(root).with_suffix("").as_posix() for p in files)
 
 
 def _suggest(value: str, candidates: list[str]) -> str:
@@ -149,7 +150,7 @@ def usage(doc: str, config_dir: str | Path) -> str:
     """``train.py --help``: the entry point's docstring and the choices of every config group."""
     lines = [doc.strip(), "", "Config groups (group=<name>; settings as group.key=value):"]
     for group in _GROUPS:
-        lines.append(f"  {group}: {', '.join(config_options(config_dir, group))}")
+        lines.append(f"  {group}: {', '.join(config_options(config_dir, group, nested=True))}")
     lines += [
         "",
         "Trainer settings: configs/trainer/default.yaml; optimizer: configs/optim/adamw.yaml.",
@@ -269,7 +270,7 @@ def check_command_line(args: list[str], config_dir: str | Path) -> None:
     for o in parsed:
         key = o.key_or_group
         if key in _GROUPS and not o.is_delete():
-            options = config_options(config_dir, key)
+            options = config_options(config_dir, key, nested=True)
             sweep = o.is_discrete_sweep()
             values = list(o.sweep_string_iterator()) if sweep else [o.get_value_element_as_str()]
             for v in values:
