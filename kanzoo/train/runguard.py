@@ -7,7 +7,7 @@
 - :class:`RunWatch`: a daemon thread per process that (a) exits the process when the launcher that
   started it (``accelerate launch``/``torchrun``) has died, so ``kill -9`` of the launcher does not
   leave workers training as orphans, and (b) under DDP publishes where this rank is in the step
-  (data, forward/backward, optimizer, eval, checkpoint) through the process group's store, and
+  (data, forward, backward, optimizer, log, eval, checkpoint) through the process group's store, and
   reports ranks that made no progress for ``heartbeat_s`` seconds.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 
 LOCK_FILE = ".kanzoo.lock"
 #: Order of the phases within an optimizer step (a rank further behind is the one that stalls).
-PHASES = ("start", "data", "forward/backward", "optimizer", "log", "eval", "checkpoint", "done")
+PHASES = ("start", "data", "forward", "backward", "optimizer", "log", "eval", "checkpoint", "done")
 
 
 class RunDirBusyError(OSError):

@@ -406,10 +406,11 @@ class Trainer(CheckpointMixin, OutputsMixin):
             loss_sum = None
             for micro in range(cfg.grad_accum_steps):
                 batch = self._next_batch()
-                self.watch.mark(self.step, "forward/backward")
                 last = micro == cfg.grad_accum_steps - 1
                 with contextlib.nullcontext() if last else acc.no_sync(self.model):
+                    self.watch.mark(self.step, "forward")
                     loss = task.loss(model, batch)
+                    self.watch.mark(self.step, "backward")  # DDP all-reduces gradients in here
                     acc.backward(loss / cfg.grad_accum_steps)
                 part = loss.detach().float()
                 loss_sum = part if loss_sum is None else loss_sum + part

@@ -57,9 +57,9 @@ def test_a_worker_exits_when_its_launcher_is_killed():
 def test_the_rank_furthest_behind_is_reported_once_all_ranks_are_stuck():
     now = 1000.0
     records = {
-        0: {"step": 7, "phase": "forward/backward", "since": now - 90, "pid": 11, "host": "a"},
+        0: {"step": 7, "phase": "backward", "since": now - 90, "pid": 11, "host": "a"},
         1: {"step": 7, "phase": "data", "since": now - 95, "pid": 12, "host": "b"},
-        2: {"step": 7, "phase": "forward/backward", "since": now - 91, "pid": 13, "host": "a"},
+        2: {"step": 7, "phase": "backward", "since": now - 91, "pid": 13, "host": "a"},
     }
     ((line, rank, step, phase),) = stalled_report(records, now=now, heartbeat_s=60)
     assert rank == 1 and phase == "data"
@@ -80,7 +80,7 @@ def test_heartbeats_travel_through_a_store_and_the_report_names_the_stalled_rank
     ranks = [
         RunWatch(rank=r, world_size=2, heartbeat_s=0.5, report=lines.append, store=store) for r in (0, 1)
     ]
-    ranks[0].mark(4, "forward/backward")  # waits in the gradient all-reduce
+    ranks[0].mark(4, "backward")  # waits in the gradient all-reduce
     ranks[1].mark(4, "data")  # stuck loading its batch
     for w in ranks:
         w.start()

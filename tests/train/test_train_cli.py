@@ -18,6 +18,7 @@ def test_multirun_smoke_trains_lm_classification_and_segmentation(tmp_path):
         "-m",
         "model=kan_gpt,conv_kan,kan_unet",
         "trainer=smoke",
+        "trainer.checkpoint_every=2",
         "logger=jsonl",
         f"hydra.sweep.dir={sweep}",
     ]
@@ -26,6 +27,9 @@ def test_multirun_smoke_trains_lm_classification_and_segmentation(tmp_path):
     finals = [line for line in proc.stdout.splitlines() if line.startswith("Final checkpoint: ")]
     assert len(finals) == 3
     assert proc.stdout.strip().splitlines()[-1] == finals[-1]
+    # no library noise a user cannot act on (accelerate's tied-weight notes, transformers' save bars)
+    for noise in ("Removed shared tensor", "Writing model shards", "Loading weights"):
+        assert noise not in proc.stdout + proc.stderr
     evaluate = [line for line in proc.stdout.splitlines() if line.startswith("Evaluate it: ")]
     assert evaluate == [
         f.replace("Final checkpoint: ", "Evaluate it: python evaluate.py checkpoint=") for f in finals
