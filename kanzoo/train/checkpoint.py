@@ -13,6 +13,7 @@ inside. A user's ``.tmp-notes/`` or an unmarked ``.old-final/`` is never touched
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -70,11 +71,16 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as JSON to ``path`` through a temporary file and ``os.replace``."""
     path = Path(path)
     tmp = path.parent / f".{path.name}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:  # a full or read-only disk: name the file
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise OSError(err.errno, f"cannot write {path}: {err.strerror or err}") from None
 
 
 def publish(tmp: str | os.PathLike, final: str | os.PathLike) -> Path:

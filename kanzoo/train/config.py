@@ -188,6 +188,7 @@ def _from_dict(cls, values: dict[str, Any] | None, what: str):
 
 #: Ranges of the optimizer settings (any field with "weight_decay"/"lr" in its name is also checked).
 OPTIM_RULES: dict[str, dict[str, Any]] = {
+    "name": {"choices": ("adamw",)},  # the optimizers kanzoo.train.optim builds
     "lr": {"lo": 0.0, "lo_open": True},
     "betas": {"lo": 0.0, "hi": 1.0, "hi_open": True},
     "eps": {"lo": 0.0, "lo_open": True},

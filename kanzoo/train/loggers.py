@@ -64,7 +64,10 @@ class JsonlLogger(Logger):
         return json.dumps({k: _clean(v) for k, v in record.items()}) + "\n"
 
     def log(self, metrics: dict[str, float], *, step: int) -> None:
-        self._open().write(self._line({"step": int(step), **metrics}))
+        try:
+            self._open().write(self._line({"step": int(step), **metrics}))
+        except OSError as err:  # a full disk: name the file
+            raise OSError(err.errno, f"cannot write {self.path}: {err.strerror or err}") from None
 
     def start(self, history: list[dict[str, Any]], *, new: bool) -> None:
         if self._file is not None:

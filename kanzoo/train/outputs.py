@@ -290,9 +290,12 @@ class OutputsMixin:
             # final/train_summary.json is written last: its presence marks a finished run
             ckpt.write_json_atomic(self.run_dir / SUMMARY_FILE, summary)
             ckpt.write_json_atomic(final / SUMMARY_FILE, summary)
-            plot_loss_curve(
-                self.history, self.run_dir / "loss_curve.png", title=f"{self.name} ({self.task.name})"
-            )
+            try:
+                plot_loss_curve(
+                    self.history, self.run_dir / "loss_curve.png", title=f"{self.name} ({self.task.name})"
+                )
+            except OSError as err:  # the run itself is complete and saved
+                self._print(f"warning: could not write {self.run_dir / 'loss_curve.png'}: {err}")
             if self.config.latest_link:
                 warning = point_latest(self.config.latest_link, self.run_dir)
                 if warning:

@@ -149,7 +149,9 @@ def cli_cases(n_random: int, *, systematic: bool, seed: int = 0) -> list[tuple[s
             bad = [rng.choice(BAD_CHOICES)]
         else:
             bad = [rng.choice(MALFORMED)]
-        noise = rng.sample(VALID_NOISE, rng.randint(0, 2))
+        keys = {a.split("=")[0] for a in bad}
+        # a valid override of the same key would win (Hydra: the last one counts)
+        noise = [a for a in rng.sample(VALID_NOISE, rng.randint(0, 2)) if a.split("=")[0] not in keys]
         args = noise + bad
         rng.shuffle(args)
         if "trainer=smoke" not in args and not any(a.startswith("trainer=") for a in args):
