@@ -188,11 +188,15 @@ def _has_key(node: Any, dotted: str) -> bool:
 
 def _unknown_key_message(key: str, base: dict[str, Any]) -> str:
     paths = [p for p in _leaf_paths(base) if not p.startswith("hydra")]
-    close = difflib.get_close_matches(key, paths, n=2, cutoff=0.75)
-    if not close:  # a typo in the last part only: compare among its siblings
-        parent, _, last = key.rpartition(".")
-        siblings = [p for p in paths if p.rpartition(".")[0] == parent]
-        close = difflib.get_close_matches(key, siblings, n=2, cutoff=0.5) if last else []
+    parent, _, last = key.rpartition(".")
+    score = {p: difflib.SequenceMatcher(None, last, p.rpartition(".")[2]).ratio() for p in paths}
+    ranked = sorted(paths, key=lambda p: (-score[p], p))
+    # a typo in the last part, else the right name under another parent (max_steps -> trainer.max_steps)
+    close = [p for p in ranked if p.rpartition(".")[0] == parent and score[p] >= 0.6][:2]
+    if not close:
+        close = [p for p in ranked if score[p] >= 0.8][:2]
+    if not close:
+        close = difflib.get_close_matches(key, paths, n=2, cutoff=0.75)
     hint = f" (did you mean {' or '.join(close)}?)" if close else ""
     return f"unknown setting {key!r}{hint}; add a new key with +{key}=... or see python train.py --help"
 

@@ -109,9 +109,9 @@ def test_a_stalled_rank_is_reported_and_the_timeout_ends_the_run(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert elapsed < 300, elapsed  # not torch's default 30 minutes
-    assert re.search(
-        r"warning: rank 1 \(pid \d+ on \S+\) has been in forward of step 3 for \d+ s", out
-    ), out[-3000:]
+    assert re.search(r"warning: rank 1 \(pid \d+ on \S+\) has been in forward of step 3 for \d+ s", out), out[
+        -3000:
+    ]
     assert "rank(s) 0 wait for it" in out
     assert re.search(r"error: .*timed out after trainer.dist_timeout_s=25", out), out[-3000:]
 

@@ -129,3 +129,41 @@ def test_the_readme_train_then_evaluate_commands_work_as_written(tmp_path):
         timeout=600,
     )
     assert again.returncode == 0, again.stderr[-3000:]
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["optim.lr=abc"], "error: optim.lr must be a finite number > 0, got 'abc'"),
+        (["trainer.batch_size=2.5"], "error: trainer.batch_size must be an integer >= 1, got 2.5"),
+        (["trainer.max_steps=1e400"], "error: trainer.max_steps must be an integer >= 1, got inf"),
+        (
+            ["max_steps=1e400"],
+            "error: unknown setting 'max_steps' (did you mean recipe.max_steps or trainer.max_steps?)",
+        ),
+        (["optim.betas=[0.9]"], "error: optim.betas must be two numbers in [0, 1)"),
+        (["trainer=smok"], "error: unknown trainer config 'smok'; did you mean smoke?"),
+        (["logger=wandbb"], "error: unknown logger config 'wandbb'; did you mean wandb?"),
+        (
+            ["experiment=kan_vs_twin/lmm"],
+            "error: unknown experiment config 'kan_vs_twin/lmm'; did you mean kan_vs_twin/lm",
+        ),
+        (["trainer.max_step=3"], "error: unknown setting 'trainer.max_step' (did you mean trainer.max_steps"),
+        (["seed=abc"], "error: seed must be an integer in [0, 4294967295], got 'abc'"),
+        (["run_dir=/dev/null/x"], "error: run_dir=/dev/null/x: /dev/null is not a directory"),
+    ],
+)
+def test_bad_command_lines_fail_with_one_line_naming_the_setting(
+    args, expected, tmp_path, monkeypatch, capsys
+):
+    """In-process (what train.py runs before Hydra): one line, exit status 2, nothing created."""
+    from kanzoo._cli import run_main
+    from kanzoo.train import cli
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        run_main(cli.prepare_argv, ["train.py", *args, "trainer=smoke"], REPO / "configs")
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(expected) and err.count("\n") == 1, err
+    assert list(tmp_path.iterdir()) == []

@@ -369,3 +369,27 @@ def test_compile_true_trains_the_whole_model_compiled(tmp_path):
     assert wa.keys() == wb.keys()  # no "_orig_mod." prefixes in a compiled run's checkpoint
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: TrainerConfig(clip_grad_norm=-1), "trainer.clip_grad_norm must be a number >= 0"),
+        (
+            lambda: TrainerConfig(eval_max_batches=0),
+            "trainer.eval_max_batches must be an integer >= 1 or null",
+        ),
+        (lambda: OptimConfig(weight_decay=-1), "optim.weight_decay must be a finite number >= 0"),
+        (lambda: TrainerConfig(max_steps=1.5), "trainer.max_steps must be an integer >= 1, got 1.5"),
+        (lambda: TrainerConfig(eval_batch_size=0), "trainer.eval_batch_size must be an integer >= 1"),
+        (lambda: TrainerConfig(progress="maybe"), "trainer.progress must be true or false, got 'maybe'"),
+        (
+            lambda: ScheduleConfig(warmup_ratio=1.0),
+            r"optim.schedule.warmup_ratio must be a finite number in \[0, 1\)",
+        ),
+        (lambda: OptimConfig(betas=[0.9]), r"optim.betas must be two numbers in \[0, 1\)"),
+    ],
+)
+def test_settings_that_would_train_silently_wrong_are_refused_naming_them(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
