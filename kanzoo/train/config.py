@@ -56,7 +56,8 @@ def check_value(name: str, value: Any, kind: str, **rule: Any) -> Any:
         value: The value given.
         kind: ``"int"``, ``"float"``, ``"bool"``, ``"str"``, ``"pair"`` (two floats) or ``"strlist"``.
         **rule: ``none`` (None allowed), ``lo``/``hi`` bounds (``lo_open``/``hi_open`` for strict),
-            ``choices`` (allowed strings), ``inf`` (float infinity allowed), ``what`` (extra text).
+            ``choices`` (allowed strings), ``unknown`` (word for a value outside ``choices``, e.g.
+            ``"optimizer"``), ``inf`` (float infinity allowed), ``what`` (extra text).
 
     Raises:
         SettingError: one line naming ``name``, what was expected and what was given.
@@ -117,6 +118,11 @@ def check_value(name: str, value: Any, kind: str, **rule: Any) -> Any:
         if not isinstance(value, str) or (choices is None and not value.strip()):
             raise fail("one of " + ", ".join(map(repr, choices)) if choices else "a non-empty string")
         if choices is not None and value not in choices:
+            if rule.get("unknown"):  # "unknown optimizer 'sgd' (optim.name); available: 'adamw'"
+                raise SettingError(
+                    f"unknown {rule['unknown']} {_show(value)} ({name}){suggest(value, choices)}; "
+                    f"available: {', '.join(map(repr, choices))}"
+                )
             raise SettingError(
                 f"{name} must be one of {', '.join(map(repr, choices))}{nullable}, got {_show(value)}"
                 + suggest(value, choices)
@@ -188,7 +194,7 @@ def _from_dict(cls, values: dict[str, Any] | None, what: str):
 
 #: Ranges of the optimizer settings (any field with "weight_decay"/"lr" in its name is also checked).
 OPTIM_RULES: dict[str, dict[str, Any]] = {
-    "name": {"choices": ("adamw",)},  # the optimizers kanzoo.train.optim builds
+    "name": {"choices": ("adamw",), "unknown": "optimizer"},  # what kanzoo.train.optim builds
     "lr": {"lo": 0.0, "lo_open": True},
     "betas": {"lo": 0.0, "hi": 1.0, "hi_open": True},
     "eps": {"lo": 0.0, "lo_open": True},
@@ -258,7 +264,7 @@ class OptimConfig:
 
 
 SCHEDULE_RULES: dict[str, dict[str, Any]] = {
-    "name": {"choices": ("cosine", "linear", "constant")},
+    "name": {"choices": ("cosine", "linear", "constant"), "unknown": "schedule"},
     "warmup_steps": {"lo": 0},
     "warmup_ratio": {"lo": 0.0, "hi": 1.0, "hi_open": True},
     "min_lr_ratio": {"lo": 0.0, "hi": 1.0},

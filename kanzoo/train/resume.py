@@ -134,10 +134,9 @@ def check_training_state(
             if got is None:
                 raise CheckpointError(f"cannot resume from {directory}: {name} is missing")
             if list(got) != list(expected):
-                what = "truncated or extended" if got[0] != (expected or [None])[0] else "modified"
                 raise CheckpointError(
-                    f"checkpoint file {directory / name} is corrupt or {what} since it was written "
-                    "(its size/SHA-256 differ from the checkpoint's record)"
+                    f"checkpoint file {directory / name} is corrupt or truncated (its size or SHA-256 "
+                    f"differs from the record in {ckpt.STATE_FILE})"
                 )
     needed = [MODEL_FILE, "optimizer.json", "optimizer.safetensors", "scheduler.json"]
     if world_size == saved_world_size:
