@@ -209,8 +209,9 @@ def test_fuzz_command_line_large(tmp_path, capsys, record_property):
 
 
 def test_real_processes_exit_2_with_one_line_and_leave_nothing(tmp_path):
-    """Two real `python train.py` runs: one refused before Hydra starts, one inside the job."""
-    for args in (["optim.betas=[0.9]"], ["model=cnn", "data=image_folder", "data.path=/no/such/folder"]):
+    """A real `python train.py` run that fails inside the Hydra job (after Hydra made its run dir);
+    the checks before Hydra runs are fuzzed in-process above."""
+    for args in (["model=cnn", "data=image_folder", "data.path=/no/such/folder"],):
         cwd = tmp_path / args[0].split("=")[0]
         cwd.mkdir()
         proc = run_entry([str(REPO / "train.py"), *args, "trainer=smoke"], cwd=cwd, timeout=300)
@@ -378,7 +379,7 @@ def _fuzz_settings(record_property, n_examples):
 
 
 def test_fuzz_settings_small(record_property):
-    _fuzz_settings(record_property, 150)
+    _fuzz_settings(record_property, 100)
 
 
 @pytest.mark.slow
