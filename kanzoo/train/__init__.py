@@ -29,10 +29,15 @@ _EXPORTS = {
     "classify_parameters": ".optim",
     "lr_factor": ".optim",
     "param_groups": ".optim",
+    "CheckpointWriteError": ".outputs",
+    "RunDirError": ".outputs",
     "plot_loss_curve": ".plots",
+    "RunDirBusyError": ".runguard",
+    "CheckpointError": ".state",
     "get_task": ".tasks",
     "NonFiniteLossError": ".trainer",
     "Trainer": ".trainer",
+    "TrainingError": ".trainer",
     "resolve_mixed_precision": ".trainer",
 }
 
