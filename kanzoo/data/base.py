@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import inspect
 import json
 import os
 import tempfile
@@ -31,7 +32,7 @@ class DataModule:
     """Built datasets for one task plus what a model and trainer need to know about them.
 
     Attributes:
-        task: One of ``"lm"``, ``"classification"``, ``"segmentation"``.
+        task: ``"lm"``, ``"classification"``, ``"segmentation"`` or another registered task name.
         train: Training dataset; items are dicts of tensors (see ``kanzoo.data`` docs).
         val: Validation dataset.
         test: Optional test dataset (``None`` when the source has no test split).
@@ -49,8 +50,10 @@ class DataModule:
     info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        # Other tasks (forecasting, ...) register with the trainer and the evaluator; data only
+        # needs a name for them.
+        if not isinstance(self.task, str) or not self.task.isidentifier():
+            raise ValueError(f"task must be a name such as {', '.join(TASKS)}, got {self.task!r}")
 
     def loader(
         self,
@@ -99,26 +102,68 @@ class DataModule:
 
 # --------------------------------------------------------------------------------------------- registry
 
-_REGISTRY: dict[str, tuple[Callable[..., DataModule], str]] = {}
+
+@dataclass(frozen=True)
+class _Entry:
+    fn: Callable[..., DataModule]
+    description: str
+    embedded: bool
 
 
-def register_dataset(name: str, description: str = "") -> Callable[[Callable[..., DataModule]], Callable]:
-    """Decorator registering a builder ``fn(**kwargs) -> DataModule`` under ``name``."""
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register_dataset(
+    name: str, description: str = "", *, embedded: bool = False
+) -> Callable[[Callable[..., DataModule]], Callable]:
+    """Decorator registering a builder ``fn(**kwargs) -> DataModule`` under ``name``.
+
+    Args:
+        name: The name ``build_data`` and ``data=<name>`` use.
+        description: One line for ``python -m kanzoo.data`` (default: the docstring's first line).
+        embedded: The data ships with the install (no files, no network): such datasets are
+            listed by ``list_datasets(embedded=True)`` and a test trains a few steps on each.
+    """
 
     def deco(fn: Callable[..., DataModule]) -> Callable[..., DataModule]:
-        if name in _REGISTRY and _REGISTRY[name][0] is not fn:
+        if name in _REGISTRY and _REGISTRY[name].fn is not fn:
             raise ValueError(f"dataset {name!r} is already registered")
-        _REGISTRY[name] = (fn, description or (fn.__doc__ or "").strip().split("\n")[0])
+        desc = description or (fn.__doc__ or "").strip().split("\n")[0]
+        _REGISTRY[name] = _Entry(fn, desc, embedded)
         return fn
 
     return deco
 
 
-def list_datasets(with_descriptions: bool = False) -> list[str] | dict[str, str]:
-    """Names accepted by :func:`build_data` (sorted), or ``{name: description}``."""
+def list_datasets(
+    with_descriptions: bool = False, *, embedded: bool | None = None
+) -> list[str] | dict[str, str]:
+    """Names accepted by :func:`build_data` (sorted), or ``{name: description}``.
+
+    Args:
+        with_descriptions: Return ``{name: description}``.
+        embedded: True: only data shipped with the install; False: only the others.
+    """
+    names = sorted(k for k, e in _REGISTRY.items() if embedded is None or e.embedded == embedded)
     if with_descriptions:
-        return {k: _REGISTRY[k][1] for k in sorted(_REGISTRY)}
-    return sorted(_REGISTRY)
+        return {k: _REGISTRY[k].description for k in names}
+    return names
+
+
+def mark_embedded(name: str) -> None:
+    """Flag an already registered dataset as shipped with the install (see ``register_dataset``)."""
+    entry = _REGISTRY[name]
+    _REGISTRY[name] = _Entry(entry.fn, entry.description, True)
+
+
+def builder_parameters(name: str) -> dict[str, inspect.Parameter] | None:
+    """The keyword parameters of dataset ``name``'s builder (None when it takes ``**kwargs``)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown dataset {name!r}")
+    params = inspect.signature(_REGISTRY[name].fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    return {k: p for k, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL}
 
 
 def build_data(name: str, **kwargs: Any) -> DataModule:
@@ -137,7 +182,16 @@ def build_data(name: str, **kwargs: Any) -> DataModule:
         close = difflib.get_close_matches(str(name), list(_REGISTRY), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise ValueError(f"Unknown dataset {name!r}.{hint} Available: {', '.join(sorted(_REGISTRY))}")
-    dm = _REGISTRY[name][0](**kwargs)
+    params = builder_parameters(name)
+    if params is not None:
+        unknown = sorted(set(kwargs) - set(params))
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], list(params), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(
+                f"dataset {name!r} has no option {unknown[0]!r}{hint}; its options: {', '.join(params)}"
+            )
+    dm = _REGISTRY[name].fn(**kwargs)
     dm.info.setdefault("name", name)
     return dm
 

@@ -322,7 +322,9 @@ def build_hf_image(
     )
 
 
-@register_dataset("digits", "sklearn's 8x8 handwritten digits (1797 images, 10 classes), upsampled")
+@register_dataset(
+    "digits", "sklearn's 8x8 handwritten digits (1797 images, 10 classes), upsampled", embedded=True
+)
 def build_digits(
     *,
     image_size: int = 32,

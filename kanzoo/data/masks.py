@@ -13,6 +13,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+#: Label of pixels that no loss or metric counts ("ignore"). A folder's ``ignore_value`` (the
+#: stored value that marks such pixels) is mapped to it; class ids therefore stay below 255.
+IGNORE_INDEX = 255
+
 
 def _open_pil(path: Path):
     from PIL import Image, UnidentifiedImageError

