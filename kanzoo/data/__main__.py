@@ -1,21 +1,26 @@
-"""``python -m kanzoo.data [NAME [key=value ...]]``: list datasets, or build one and describe it."""
+"""``python -m kanzoo.data [NAME [key=value ...]]``: list datasets, or build one and describe it.
+
+A problem with the name or a setting prints one ``error: ...`` line and exits with status 2.
+"""
 
 from __future__ import annotations
 
 import ast
 import sys
 
-from . import build_data, list_datasets
+from kanzoo._cli import UserInputError, run_main
 
 
 def _value(text: str):
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
         return text
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import build_data, list_datasets
+
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help", "list"):
         print("datasets (python -m kanzoo.data NAME key=value ... builds one):")
@@ -25,15 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     kwargs = {}
     for a in args[1:]:
         if "=" not in a:
-            print(f"arguments after the name must be key=value, got {a!r}", file=sys.stderr)
-            return 2
+            raise UserInputError(f"arguments after the name must be key=value, got {a!r}")
         k, v = a.split("=", 1)
         kwargs[k] = _value(v)
-    try:
-        dm = build_data(args[0], **kwargs)
-    except (ValueError, FileNotFoundError, TypeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    dm = build_data(args[0], **kwargs)
     print(dm)
     item = dm.train[0]
     for k, v in item.items():
@@ -42,4 +42,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

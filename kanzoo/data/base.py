@@ -150,6 +150,69 @@ def list_datasets(
     return names
 
 
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` fits the (resolved) type ``hint``; unknown hints accept anything."""
+    import collections.abc as cabc
+    import types
+    import typing
+
+    if hint is Any or hint is inspect.Parameter.empty:
+        return True
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if hint is os.PathLike:
+        return isinstance(value, os.PathLike)
+    if origin in (cabc.Sequence, list, tuple):
+        args = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            return False
+        return not args or all(_matches(v, args[0]) for v in value)
+    if origin in (cabc.Mapping, dict):
+        return isinstance(value, cabc.Mapping)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True
+
+
+def check_setting_type(name: str, value: Any, param: inspect.Parameter, fn: Callable) -> None:
+    """Refuse a builder argument whose type does not fit its annotation (one line naming it)."""
+    import typing
+
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolvable annotations: nothing to check against
+        return
+    hint = hints.get(param.name)
+    if hint is not None and not _matches(value, hint):
+        shown = str(hint).replace("typing.", "").replace("collections.abc.", "").replace("<class '", "")
+        shown = shown.replace("'>", "")
+        raise ValueError(f"{name} must be {shown}, got {value!r}")
+
+
+def check_int(name: str, value: Any, *, minimum: int = 1, maximum: int | None = None) -> int:
+    """``value`` as an int in ``[minimum, maximum]``, else a one-line ``ValueError`` naming ``name``."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < minimum
+        or (maximum is not None and value > maximum)
+    ):
+        upper = "" if maximum is None else f" and <= {maximum}"
+        raise ValueError(f"{name} must be an integer >= {minimum}{upper}, got {value!r}")
+    return int(value)
+
+
 def mark_embedded(name: str) -> None:
     """Flag an already registered dataset as shipped with the install (see ``register_dataset``)."""
     entry = _REGISTRY[name]
@@ -191,6 +254,8 @@ def build_data(name: str, **kwargs: Any) -> DataModule:
             raise ValueError(
                 f"dataset {name!r} has no option {unknown[0]!r}{hint}; its options: {', '.join(params)}"
             )
+        for key, value in kwargs.items():
+            check_setting_type(f"data.{key}", value, params[key], _REGISTRY[name].fn)
     dm = _REGISTRY[name].fn(**kwargs)
     dm.info.setdefault("name", name)
     return dm
@@ -314,9 +379,12 @@ def as_size(image_size: int | Sequence[int] | None) -> tuple[int, int] | None:
     """``64 -> (64, 64)``; ``(h, w)`` unchanged; ``None`` stays ``None`` (keep original size)."""
     if image_size is None:
         return None
-    if isinstance(image_size, int):
-        return (image_size, image_size)
-    size = tuple(int(s) for s in image_size)
-    if len(size) != 2:
-        raise ValueError(f"image_size must be an int or (height, width), got {image_size!r}")
-    return size  # type: ignore[return-value]
+    if isinstance(image_size, int) and not isinstance(image_size, bool):
+        image_size = (image_size, image_size)
+    if (
+        not isinstance(image_size, (list, tuple))
+        or len(image_size) != 2
+        or not all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= 65536 for s in image_size)
+    ):
+        raise ValueError(f"image_size must be a positive int or (height, width), got {image_size!r}")
+    return (int(image_size[0]), int(image_size[1]))

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from .base import DataModule, check_path, normalize, register_dataset, resolve_mean_std
+from .base import DataModule, check_int, check_path, normalize, register_dataset, resolve_mean_std
 
 _IMAGE_COLUMNS = ("image", "img", "pixel_values", "png", "jpg")
 _LABEL_COLUMNS = ("label", "labels", "fine_label", "class", "target")
@@ -48,6 +48,10 @@ def timm_transform(
         interpolation: Resize interpolation.
     """
     from timm.data import create_transform, resolve_data_config
+
+    check_int("image_size", image_size, minimum=1, maximum=65536)
+    if in_chans not in (1, 3):
+        raise ValueError(f"image datasets support in_chans 1 or 3, got {in_chans}")
 
     cfg = resolve_data_config(
         {
@@ -405,6 +409,7 @@ def build_digits(
 
     if in_chans not in (1, 3):
         raise ValueError(f"digits supports in_chans 1 or 3, got {in_chans}")
+    check_int("image_size", image_size, minimum=1, maximum=4096)
     d = load_digits()
     x = torch.from_numpy(d.images.astype(np.float32) / 16.0).unsqueeze(1)  # [N, 1, 8, 8] in [0, 1]
     if image_size != 8:

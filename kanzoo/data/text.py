@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .base import DataModule, check_path, register_dataset
+from .base import DataModule, check_int, check_path, register_dataset
 from .corpora import pydoc_documents, shakespeare_documents
 from .tokenizers import BaseTokenizer, ByteTokenizer, build_tokenizer
 
@@ -259,6 +259,13 @@ def lm_from_documents(
         max_chars: Keep only the first ``max_chars`` characters of each split (quick runs).
         source: Description stored in ``info["source"]``.
     """
+    check_int("block_size", block_size, minimum=2)
+    if stride is not None:
+        check_int("stride", stride, minimum=1)
+    if max_chars is not None:
+        check_int("max_chars", max_chars, minimum=1)
+    if vocab_size is not None:
+        check_int("vocab_size", vocab_size, minimum=1)
     train_docs = splits.get("train")
     if not train_docs:
         raise ValueError(f"no training documents (splits: {sorted(splits)})")
