@@ -88,7 +88,9 @@ def test_trainer_metric_equals_evaluate_and_reference_with_ignored_pixels(tmp_pa
     trainer_metrics = task.finalize(sums)
 
     items = [{"pixel_values": images[i], "mask": mask[i], "id": f"im{i}"} for i in range(len(mask))]
-    dm = DataModule(task="segmentation", train=_Items(items), val=_Items(items), info={"num_classes": classes})
+    dm = DataModule(
+        task="segmentation", train=_Items(items), val=_Items(items), info={"num_classes": classes}
+    )
     r = evaluate(model, dm, output_dir=tmp_path / "out", progress=False, num_overlays=0, resolution="train")
     m = r["results"][0]["metrics"]
 
