@@ -78,9 +78,21 @@ def _split_overrides(argv: list[str]) -> tuple[list[str], dict[str, Any]]:
         parsed = parser.parse_overrides(argv)
     except Exception as err:  # hydra's OverrideParseException and lexer errors
         raise UserInputError(f"cannot parse the arguments: {str(err).strip().splitlines()[0]}") from None
+    from kanzoo.eval.config import EvalConfig
+
+    known = [f.name for f in dataclasses.fields(EvalConfig)]
     rest, data = [], {}
     for arg, ov in zip(argv, parsed):
         key = ov.key_or_group
+        top = key.split(".")[0]
+        if top not in known and top not in ("data", "hydra"):
+            import difflib
+
+            close = difflib.get_close_matches(top, known + ["data"], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UserInputError(
+                f"unknown evaluate setting {top!r}{hint}; python evaluate.py --help lists them"
+            )
         if key.startswith("data.") and ov.package is None:
             if ov.is_delete():
                 raise UserInputError(f"{arg!r}: deleting data settings is not supported")

@@ -252,7 +252,13 @@ def hd95(
     # Everything outside the bounding box of both masks (plus one pixel) is background, so the
     # surfaces and their exact distances are the same on that crop: memory follows the objects,
     # not the image.
-    box = tuple(slice(max(int(idx.min()) - 1, 0), int(idx.max()) + 2) for idx in np.nonzero(a | b))
+    union = a | b
+    box = []
+    for axis in range(union.ndim):
+        hits = np.flatnonzero(union.any(axis=tuple(d for d in range(union.ndim) if d != axis)))
+        box.append(slice(max(int(hits[0]) - 1, 0), int(hits[-1]) + 2))
+    box = tuple(box)
+    del union
     a, b = a[box], b[box]
     sa, sb = _surface(a), _surface(b)
     d_ab = ndimage.distance_transform_edt(~sb, sampling=sp)[sa]
