@@ -19,10 +19,11 @@ read-only) and reused on later runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -255,7 +256,28 @@ def load_or_create_split(
     record = {**splits, "seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction}
     record["method"] = "sklearn train_test_split(ids ordered by image file name, random_state=seed)"
     atomic_write_json(path, record)
+    if _NEW_SPLITS is not None:
+        _NEW_SPLITS.append(path)
     return splits, path
+
+
+_NEW_SPLITS: list[Path] | None = None
+
+
+@contextlib.contextmanager
+def _undo_new_split_files() -> Iterator[None]:
+    """Split files written inside the block are deleted again if the block fails (a failed build
+    leaves nothing behind in the data folder)."""
+    global _NEW_SPLITS
+    outer, _NEW_SPLITS = _NEW_SPLITS, []
+    try:
+        yield
+    except BaseException:
+        for made in _NEW_SPLITS:
+            made.unlink(missing_ok=True)
+        raise
+    finally:
+        _NEW_SPLITS = outer
 
 
 # --------------------------------------------------------------------------------------------- dataset
@@ -549,6 +571,32 @@ def build_segmentation_folder(
         "std": std,
         "validate": validate,
     }
+    with _undo_new_split_files():
+        train, val, test, split_info = _build_splits(
+            root, common, augment=augment, seed=seed, val_fraction=val_fraction,
+            test_fraction=test_fraction, split_file=split_file, image_dir=image_dir,
+        )  # fmt: skip
+    return DataModule(
+        task="segmentation",
+        train=train,
+        val=val,
+        test=test,
+        info={
+            "num_classes": train.num_classes,
+            "in_chans": in_chans,
+            "image_size": image_size,
+            "mean": train.mean,
+            "std": train.std,
+            "layout": train.layout,
+            "split": split_info,
+            "source": str(root),
+            "ignore_index": IGNORE_INDEX,
+            "ignore_value": ignore_value,
+        },
+    )
+
+
+def _build_splits(root, common, *, augment, seed, val_fraction, test_fraction, split_file, image_dir):
     sub = _predefined_split_roots(root, image_dir) if split_file is None else None
     if sub is not None:
         if "val" in sub:
@@ -575,21 +623,4 @@ def build_segmentation_folder(
             if splits.get("test"):
                 test = SegmentationFolder(root=root, split="test", **kw, **common)
         split_info = str(train.split_path)
-    return DataModule(
-        task="segmentation",
-        train=train,
-        val=val,
-        test=test,
-        info={
-            "num_classes": train.num_classes,
-            "in_chans": in_chans,
-            "image_size": image_size,
-            "mean": train.mean,
-            "std": train.std,
-            "layout": train.layout,
-            "split": split_info,
-            "source": str(root),
-            "ignore_index": IGNORE_INDEX,
-            "ignore_value": ignore_value,
-        },
-    )
+    return train, val, test, split_info

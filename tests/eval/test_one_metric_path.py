@@ -138,3 +138,28 @@ def test_loss_without_ignored_pixels_is_unchanged_arithmetic():
     inter = (prob * mask).flatten(1).sum(1)
     dice = (1 - (2 * inter + 1) / (prob.flatten(1).sum(1) + mask.flatten(1).sum(1) + 1)).mean()
     assert torch.equal(out, bce + dice)
+
+
+def test_trainer_and_evaluate_perplexities_have_honest_names(tmp_path):
+    """The trainer scores trainer.eval_max_batches batches; evaluate.py the whole split."""
+
+    class Uniform(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1))
+
+        def forward(self, input_ids, labels=None):
+            return {"logits": torch.zeros(*input_ids.shape, 5) + self.w}
+
+    torch.manual_seed(0)
+    blocks = [{"input_ids": torch.randint(0, 5, (9,))} for _ in range(6)]
+    for b in blocks:
+        b["labels"] = b["input_ids"]
+    task = get_task("lm")
+    first_batch = {k: torch.stack([b[k] for b in blocks[:2]]) for k in ("input_ids", "labels")}
+    trainer_metrics = task.finalize(task.eval_sums(Uniform(), first_batch))  # a capped evaluation
+    dm = DataModule(task="lm", train=_Items(blocks), val=_Items(blocks), info={"vocab_size": 5})
+    full = evaluate(Uniform(), dm, output_dir=tmp_path / "lm", progress=False)["results"][0]["metrics"]
+    assert "val_ppl" not in trainer_metrics and "perplexity" not in trainer_metrics
+    assert trainer_metrics["val_ppl_est"] == pytest.approx(5.0) and trainer_metrics["eval_tokens"] == 2 * 8
+    assert full["perplexity"] == pytest.approx(5.0) and full["num_tokens"] == 6 * 8
