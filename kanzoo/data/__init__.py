@@ -7,13 +7,12 @@ Embedded defaults (offline): ``shakespeare``, ``pydoc`` (lm), ``digits`` (classi
 """
 
 # Importing the builder modules registers their datasets.
-from . import benchmarks as _benchmarks  # noqa: F401  (busi, glas, cvc_clinicdb, kvasir_seg, isic2018)
 from . import hf_segmentation as _hf_segmentation  # noqa: F401
 from . import image as _image  # noqa: F401
 from . import nuclei as _nuclei  # noqa: F401
 from . import shapes as _shapes  # noqa: F401
 from . import text as _text  # noqa: F401
-from .base import DataModule, build_data, list_datasets, mark_embedded, register_dataset
+from .base import DataModule, build_data, list_datasets, register_dataset
 from .hf_segmentation import HFSegmentation
 from .masks import to_label_map
 from .segmentation import SegmentationFolder, find_pairs, load_or_create_split
@@ -27,8 +26,6 @@ from .tokenizers import (
     build_tokenizer,
     load_tokenizer,
 )
-
-mark_embedded("nuclei")  # DSB-2018 tiles from the stardist package (registered in nuclei.py)
 
 __all__ = [
     "BPETokenizer",

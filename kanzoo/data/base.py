@@ -111,6 +111,8 @@ class _Entry:
 
 
 _REGISTRY: dict[str, _Entry] = {}
+# Embedded datasets whose builder module does not (yet) pass ``embedded=True`` itself.
+_EMBEDDED_ELSEWHERE = frozenset({"nuclei"})
 
 
 def register_dataset(
@@ -129,7 +131,7 @@ def register_dataset(
         if name in _REGISTRY and _REGISTRY[name].fn is not fn:
             raise ValueError(f"dataset {name!r} is already registered")
         desc = description or (fn.__doc__ or "").strip().split("\n")[0]
-        _REGISTRY[name] = _Entry(fn, desc, embedded)
+        _REGISTRY[name] = _Entry(fn, desc, embedded or name in _EMBEDDED_ELSEWHERE)
         return fn
 
     return deco
@@ -211,12 +213,6 @@ def check_int(name: str, value: Any, *, minimum: int = 1, maximum: int | None = 
         upper = "" if maximum is None else f" and <= {maximum}"
         raise ValueError(f"{name} must be an integer >= {minimum}{upper}, got {value!r}")
     return int(value)
-
-
-def mark_embedded(name: str) -> None:
-    """Flag an already registered dataset as shipped with the install (see ``register_dataset``)."""
-    entry = _REGISTRY[name]
-    _REGISTRY[name] = _Entry(entry.fn, entry.description, True)
 
 
 def builder_parameters(name: str) -> dict[str, inspect.Parameter] | None:

@@ -5,6 +5,8 @@ An evaluator is ``fn(model, dm, split, ctx) -> (metrics, picture_file_names)`` w
 for pictures and the checkpoint's display name). A new task registers its evaluator with one line::
 
     register_evaluator("forecasting", evaluate_forecasting)
+    # or, for a runner taking the usual keywords (device, batch_size, tag, progress, ...):
+    register_evaluator("forecasting", lambda model, dm, split, ctx: run(model, dm, split, **ctx.common()))
 
 Every evaluator refuses inputs that are not finite (NaN/inf pixels) with one line naming the
 sample, the way training refuses a NaN loss, instead of scoring garbage.
@@ -57,6 +59,15 @@ class EvalContext:
     device: torch.device
     picture_dir: Path
     tag: str
+
+    def common(self) -> dict[str, Any]:
+        """The usual keyword arguments of a task runner: ``device``, ``batch_size``, ``tag``,
+        ``progress``, ``max_samples`` and ``picture_dir`` (for one-line adapters)."""
+        cfg = self.cfg
+        return {
+            "device": self.device, "batch_size": cfg.batch_size, "tag": self.tag, "progress": cfg.progress,
+            "max_samples": cfg.max_samples, "picture_dir": self.picture_dir,
+        }  # fmt: skip
 
 
 Evaluator = Callable[[nn.Module, Any, str, EvalContext], tuple[dict[str, Any], list[str]]]

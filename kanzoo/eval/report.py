@@ -134,7 +134,15 @@ def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, markd
 def metric_rows(results: Sequence[dict[str, Any]], task: str) -> tuple[list[str], list[list[Any]]]:
     """Metric-by-model rows: first column the metric, one column per evaluated checkpoint."""
     names = [r["checkpoint_name"] for r in results]
-    keys = [k for k in HEADLINE.get(task, ()) + COMMON if any(k in r["metrics"] for r in results)]
+    headline = HEADLINE.get(task)
+    if headline is None:  # a task without a table entry: every scalar metric, in order of appearance
+        seen: dict[str, None] = {}
+        for r in results:
+            for k, v in r["metrics"].items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in COMMON:
+                    seen.setdefault(k)
+        headline = tuple(seen)
+    keys = [k for k in headline + COMMON if any(k in r["metrics"] for r in results)]
     rows = [[k] + [r["metrics"].get(k) for r in results] for k in keys]
     return ["metric", *names], rows
 

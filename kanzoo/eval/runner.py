@@ -19,7 +19,7 @@ import torch
 
 from kanzoo._cli import UserInputError
 from kanzoo.eval.config import PROTOCOLS, RESOLUTIONS, EvalConfig, check_device
-from kanzoo.eval.evaluators import EvalContext, get_evaluator
+from kanzoo.eval.evaluators import EvalContext, _slug, get_evaluator
 from kanzoo.eval.report import atomic_output_dir, format_table, metric_rows, render_report, write_json
 from kanzoo.eval.sources import default_data, load_checkpoint, resolve_data, resolve_eval_data
 
@@ -42,12 +42,6 @@ def _num_params(model: torch.nn.Module) -> int:
             seen.add(id(p))
             total += p.numel()
     return total
-
-
-def _slug(text: str) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "run"
 
 
 def evaluate(
@@ -174,7 +168,11 @@ def evaluate_config(
         table = format_table(cols, rows)
         payload = {**meta, **provenance, "results": results}
         write_json(payload, tmp / "metrics.json")
-        (tmp / "report.md").write_text(render_report(results, task=dm.task, meta=meta, pictures=pictures))
+        shown = dict(meta)
+        pre, src = provenance.get("preprocessing") or {}, provenance.get("preprocessing_source") or {}
+        if pre:
+            shown["preprocessing"] = ", ".join(f"{k}={v} ({src.get(k, 'data')})" for k, v in pre.items())
+        (tmp / "report.md").write_text(render_report(results, task=dm.task, meta=shown, pictures=pictures))
     out = Path(output_dir).expanduser().resolve()
     return {**payload, "table": table, "output_dir": str(out)}
 

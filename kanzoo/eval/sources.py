@@ -58,17 +58,6 @@ _INFO_KEYS = (
     "vocab_size",
 )
 
-_FAMILY_TASKS = {
-    "kan_gpt": "lm",
-    "gpt": "lm",
-    "conv_kan": "classification",
-    "cnn": "classification",
-    "kan_vit": "classification",
-    "vit": "classification",
-    "kan_unet": "segmentation",
-    "unet": "segmentation",
-}
-
 
 # ------------------------------------------------------------------------------------- checkpoints
 def checkpoint_dir(checkpoint: Any) -> Path | None:
@@ -134,15 +123,25 @@ def _summaries(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+def _task_of_family(key: Any) -> str | None:
+    """The registered task of model family (or model name) ``key``; None when unknown."""
+    if not isinstance(key, str) or not key:
+        return None
+    from kanzoo.models import is_model, list_models, model_info
+
+    if is_model(key):
+        return model_info(key).get("task")
+    names = list_models(family=key)
+    return model_info(names[0]).get("task") if names else None
+
+
 def _task_from_dir(path: Path) -> str | None:
     for summary in _summaries(path):
         if isinstance(summary.get("task"), str) and summary["task"]:
             return summary["task"]
     cfg = _read_json(path / "config.json")
     if isinstance(cfg, dict):
-        key = cfg.get("kanzoo_model") or cfg.get("model_type")
-        if isinstance(key, str) and key in _FAMILY_TASKS:
-            return _FAMILY_TASKS[key]
+        return _task_of_family(cfg.get("kanzoo_model") or cfg.get("model_type"))
     return None
 
 
@@ -152,16 +151,7 @@ def _task_from_model(model: nn.Module) -> str | None:
     if isinstance(task, str):
         return task
     key = getattr(model, "kanzoo_model", None) or getattr(cfg, "kanzoo_model", None)
-    key = key or getattr(cfg, "model_type", None)
-    if key in _FAMILY_TASKS:
-        return _FAMILY_TASKS[key]
-    if isinstance(key, str):
-        from kanzoo.models import list_models, model_info
-
-        names = list_models(family=key)
-        if names:
-            return model_info(names[0])["task"]
-    return None
+    return _task_of_family(key or getattr(cfg, "model_type", None))
 
 
 def recorded_data(checkpoint: Any) -> dict[str, Any] | None:
@@ -287,36 +277,29 @@ def resolve_eval_data(
         dm, name = resolve_data(data, protocol=protocol)
         return dm, name, _provenance(dm, {}, {})
     if data is None:
-        data = recorded_data(checkpoint)
-        if data is None:
+        recorded = recorded_data(checkpoint)
+        if recorded is None:
             raise UserInputError(
                 f"no data given and none recorded with checkpoint {checkpoint!r}; pass data=<name>"
             )
-        recorded_source = True
+        name, explicit = _name_and_kwargs(recorded)
+        base, base_source, explicit = explicit, "checkpoint", {}
     else:
-        recorded_source = False
-    name, explicit = _name_and_kwargs(data)
-    base = {}
-    if defaults:
-        d_name, base = _name_and_kwargs({"name": name, **dict(defaults)})
-        del d_name
+        name, explicit = _name_and_kwargs(data)
+        base = _name_and_kwargs({"name": name, **dict(defaults)})[1] if defaults else {}
+        base_source = "default"
     params = builder_parameters(name) if _known(name) else None
-    recorded = _recorded_preprocessing(checkpoint)
     merged = dict(base)
-    source = {k: "default" for k in base if k in PREPROCESSING_KEYS}
-    for key, value in recorded.items():
-        if key in explicit and not (recorded_source and key == "tokenizer"):
-            continue
-        if params is not None and key not in params:
+    source = {k: base_source for k in base if k in PREPROCESSING_KEYS}
+    for key, value in _recorded_preprocessing(checkpoint).items():
+        if key in explicit or (params is not None and key not in params):
             continue
         merged[key] = value
         source[key] = "checkpoint"
     for key, value in explicit.items():
-        if recorded_source and key == "tokenizer" and "tokenizer" in recorded:
-            continue  # a recorded "char"/"bpe" spec is replaced by the saved vocabulary itself
         merged[key] = value
         if key in PREPROCESSING_KEYS:
-            source[key] = "checkpoint" if recorded_source else "explicit"
+            source[key] = "explicit"
     dm, data_name = resolve_data({"name": name, **merged}, protocol=protocol)
     return dm, data_name, _provenance(dm, merged, source)
 
