@@ -1,9 +1,14 @@
-"""``python -m kanzoo.data [NAME [key=value ...]]``: list datasets, or build one and describe it."""
+"""``python -m kanzoo.data [NAME [key=value ...]]``: list datasets, or build one and describe it.
+
+A problem with the name or a setting prints one ``error: ...`` line and exits with status 2.
+"""
 
 from __future__ import annotations
 
 import ast
 import sys
+
+from kanzoo._cli import UserInputError, run_main
 
 USAGE = """\
 usage: python -m kanzoo.data [-h] [list | NAME [key=value ...]]
@@ -20,7 +25,7 @@ examples:
 def _value(text: str):
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
         return text
 
 
@@ -33,6 +38,8 @@ def _print_datasets() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import build_data
+
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] in ("-h", "--help"):
         print(USAGE + "\n")
@@ -44,19 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     kwargs = {}
     for a in args[1:]:
         if "=" not in a:
-            print(f"error: arguments after the name must be key=value, got {a!r}", file=sys.stderr)
-            return 2
+            raise UserInputError(f"arguments after the name must be key=value, got {a!r}")
         k, v = a.split("=", 1)
         kwargs[k] = _value(v)
-    from kanzoo._cli import one_line
-
-    from . import build_data
-
-    try:
-        dm = build_data(args[0], **kwargs)
-    except (ValueError, OSError, TypeError) as e:
-        print(one_line(e), file=sys.stderr)
-        return 1
+    dm = build_data(args[0], **kwargs)
     print(dm)
     item = dm.train[0]
     for k, v in item.items():
@@ -65,4 +63,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

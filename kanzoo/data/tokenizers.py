@@ -102,7 +102,9 @@ class ByteTokenizer(BaseTokenizer):
         return 256
 
     def encode_array(self, text: str) -> np.ndarray:
-        return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int64)
+        # Surrogate escapes (undecodable bytes of a file read with errors="bytes") become the
+        # original bytes again, so any byte sequence round-trips.
+        return np.frombuffer(text.encode("utf-8", errors="surrogateescape"), dtype=np.uint8).astype(np.int64)
 
     def decode(self, ids: Iterable[int]) -> str:
         ids = [int(i) for i in ids]
