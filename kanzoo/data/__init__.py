@@ -10,8 +10,9 @@ Embedded defaults (offline): ``shakespeare``, ``pydoc`` (lm), ``digits`` (classi
 from . import hf_segmentation as _hf_segmentation  # noqa: F401
 from . import image as _image  # noqa: F401
 from . import nuclei as _nuclei  # noqa: F401
-from . import shapes as _shapes  # noqa: F401
+from . import science as _science  # noqa: F401  (feynman, poisson, heat)
 from . import text as _text  # noqa: F401
+from . import timeseries as _timeseries  # noqa: F401  (elnino, sunspots, co2, nile, macrodata, files)
 from .base import DataModule, build_data, list_datasets, register_dataset
 from .hf_segmentation import HFSegmentation
 from .masks import to_label_map

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kanzoo.eval.classification import classification_scores, plot_confusion_matrix
+from kanzoo.eval.forecasting import run_forecasting
 from kanzoo.eval.lm import LMScoreAccumulator
 from kanzoo.eval.report import (
     atomic_output_dir,
@@ -33,6 +34,7 @@ from kanzoo.eval.report import (
     save_overlay,
     write_json,
 )
+from kanzoo.eval.science import run_pde, run_regression
 from kanzoo.eval.segmentation import SegmentationAccumulator, logits_to_labels
 from kanzoo.eval.ukan import UKAN_BATCH_SIZE, ukan_scores
 
@@ -58,6 +60,8 @@ _FAMILY_TASKS = {
     "kan_unet": "segmentation",
     "unet": "segmentation",
 }
+# Runners of the forecasting and scientific tasks: (model, dm, split, **common) -> (metrics, pictures)
+_TASK_RUNNERS = {"forecasting": run_forecasting, "regression": run_regression, "pde": run_pde}
 
 
 # ------------------------------------------------------------------------------------------- loading
@@ -518,6 +522,8 @@ def evaluate(
                 )  # fmt: skip
             elif dm.task == "classification":
                 metrics, pics = _run_classification(model, dm, split, picture_dir=tmp, **common)
+            elif dm.task in _TASK_RUNNERS:
+                metrics, pics = _TASK_RUNNERS[dm.task](model, dm, split, picture_dir=tmp, **common)
             else:
                 metrics, pics = _run_lm(model, dm, split, **common)
             metrics["params"] = _num_params(model)

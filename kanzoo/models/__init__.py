@@ -5,7 +5,7 @@
 """
 
 # Family modules register their models on import (and _timm registers the classifiers with timm).
-from kanzoo.models import _timm, conv_kan, kan_gpt, kan_unet, kan_vit  # noqa: F401
+from kanzoo.models import _timm, conv_kan, kan_fit, kan_gpt, kan_pinn, kan_tsf, kan_unet, kan_vit  # noqa: F401
 from kanzoo.models._base import CheckpointMismatchError, KanzooConfig, KanzooModel, count_parameters
 from kanzoo.models._registry import (
     create_model,

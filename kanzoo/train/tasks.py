@@ -209,7 +209,10 @@ class Segmentation(Task):
 
 def get_task(name: str) -> Task:
     """Task object by name (``lm``, ``classification``, ``segmentation``)."""
+    from .tasks_science import SCIENCE_TASKS  # forecasting, regression, pde
+
     table = {"lm": LanguageModeling, "classification": Classification, "segmentation": Segmentation}
+    table.update(SCIENCE_TASKS)
     if name not in table:
-        raise ValueError(f"unknown task {name!r}; available: {', '.join(TASKS)}")
+        raise ValueError(f"unknown task {name!r}; available: {', '.join(table)}")
     return table[name]()

@@ -375,6 +375,9 @@ class Trainer:
         )
         self.eval_loader = self._eval_loader()
         model = self.model
+        on_step = getattr(self.task, "on_step", None)  # a task may reshape the model (grid extension)
+        if on_step is not None:
+            on_step(model, ckpt.read_state(resume_from)["step"] if resume_from is not None else 0, None)
         if cfg.compile:
             model = torch.compile(model)
         optimizer = build_optimizer(model, self.optim_config)
@@ -442,6 +445,7 @@ class Trainer:
         loss_acc, steps_acc, units_acc = 0.0, 0, 0
         t_last = time.perf_counter()
         grid_until = cfg.grid_update_until if cfg.grid_update_until is not None else cfg.max_steps // 2
+        on_step = getattr(task, "on_step", None)
         while self.step < cfg.max_steps:
             loss_sum = torch.zeros((), device=acc.device)
             for micro in range(cfg.grad_accum_steps):
@@ -464,6 +468,8 @@ class Trainer:
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             self.step += 1
+            if on_step is not None:
+                on_step(acc.unwrap_model(model), self.step, optimizer)
             loss_acc, steps_acc = loss_acc + step_loss, steps_acc + 1
             self.bar.update(1)
 
