@@ -218,12 +218,17 @@ def derivatives(u: Tensor, coords: Tensor, *, second: Sequence[int] = (), create
     Returns:
         ``(grad (N, d), {i: d2u_dxi2 (N,)})``.
     """
-    (grad,) = torch.autograd.grad(u.sum(), coords, create_graph=True)
+    # materialize_grads: a network that is linear in a coordinate has a zero (unused) second derivative
+    (grad,) = torch.autograd.grad(u.sum(), coords, create_graph=True, materialize_grads=True)
     out = {}
     for k, i in enumerate(second):
         last = k == len(second) - 1
         (g2,) = torch.autograd.grad(
-            grad[:, i].sum(), coords, create_graph=create_graph, retain_graph=create_graph or not last
+            grad[:, i].sum(),
+            coords,
+            create_graph=create_graph,
+            retain_graph=create_graph or not last,
+            materialize_grads=True,
         )
         out[i] = g2[:, i]
     return grad, out

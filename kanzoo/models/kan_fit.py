@@ -94,8 +94,8 @@ register_family("kan_fit", KANFit)
 # ------------------------------------------------------------------------------------------------
 
 _SIZES: dict[str, dict[str, Any]] = {
-    "tiny": dict(hidden=[5], layer_kwargs={"grid_size": 5}),
-    "small": dict(hidden=[10, 10], layer_kwargs={"grid_size": 5}),
+    "tiny": dict(hidden=[5]),
+    "small": dict(hidden=[10, 10]),
 }
 _KAN = dict(layer="kan", act="identity")
 _TWIN = dict(layer="linear", act="silu", layer_kwargs={})

@@ -49,8 +49,8 @@ register_family("kan_pinn", KANPINN)
 # ------------------------------------------------------------------------------------------------
 
 _SIZES: dict[str, dict[str, Any]] = {
-    "tiny": dict(hidden=[10], layer_kwargs={"grid_size": 5}),
-    "small": dict(hidden=[16, 16], layer_kwargs={"grid_size": 5}),
+    "tiny": dict(hidden=[10]),
+    "small": dict(hidden=[16, 16]),
 }
 _KAN = dict(layer="kan", act="identity")
 _TWIN = dict(layer="linear", act="tanh", layer_kwargs={})

@@ -53,7 +53,9 @@ class KANTSFConfig(KanzooConfig):
         channel_hidden: Hidden width of the channel-mixing MLP (``channel_mixing=True`` only).
         layer: Layer spec for ``get_linear_layer``: ``"kan"`` (B-spline KAN), ``"linear"`` (the twin),
             ``"kan_rbf"``, ``"kan_chebyshev"``, ...
-        layer_kwargs: Extra layer options, e.g. ``{"grid_size": 8, "grid_range": [-3, 3]}``.
+        layer_kwargs: Extra layer options. The registered sizes set B-spline options
+            ``{"grid_size": 5, "grid_range": [-3, 3]}`` (RevIN-normalised inputs span a few units);
+            give the options of another basis together with another ``layer`` (or ``{}``).
         act: Node activation inside the blocks: ``"identity"`` for KAN layers, ``"gelu"`` for the twin.
         dropout: Dropout after each block's hidden layer and before the head.
         revin: Reversible instance normalisation around the network.

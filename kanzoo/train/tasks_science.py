@@ -34,6 +34,11 @@ def swap_parameters(optimizer: Any, replaced: dict[nn.Parameter, nn.Parameter]) 
         optimizer.state.pop(old, None)
 
 
+def _full(x: Tensor) -> Tensor:
+    """At least float32 (half-precision outputs are upcast; float64 stays float64)."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
 def _distributed_world() -> int:
     dist = torch.distributed
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
@@ -76,7 +81,8 @@ class Forecasting(ScienceTask):
     monitor_max = False
 
     def loss(self, model, batch):
-        return F.mse_loss(model(batch["past_values"]).float(), batch["future_values"].float())
+        pred = _full(model(batch["past_values"]))
+        return F.mse_loss(pred, batch["future_values"].to(pred.dtype))
 
     def count(self, batch):
         return int(batch["past_values"].shape[0])
@@ -115,7 +121,8 @@ class Regression(ScienceTask):
     monitor_max = False
 
     def loss(self, model, batch):
-        return F.mse_loss(model(batch["x"]).float(), batch["y"].float())
+        pred = _full(model(batch["x"]))
+        return F.mse_loss(pred, batch["y"].to(pred.dtype))
 
     def count(self, batch):
         return int(batch["x"].shape[0])
@@ -131,7 +138,8 @@ class Regression(ScienceTask):
 
 
 def _requires_grad(coords: Tensor, model: nn.Module) -> Tensor:
-    dtype = next(model.parameters()).dtype
+    param = next(model.parameters(), None)
+    dtype = param.dtype if param is not None else coords.dtype
     return coords.detach().to(dtype).clone().requires_grad_(True)
 
 
@@ -161,7 +169,7 @@ class PDE(ScienceTask):
         u = model(c)
         residual = problem.residual(u, c, create_graph=True)[:n]
         boundary = (u[n:] - batch["boundary_values"].to(u)).square().mean()
-        return residual.float().square().mean() + float(batch["boundary_weight"]) * boundary.float()
+        return _full(residual).square().mean() + float(batch["boundary_weight"]) * _full(boundary)
 
     def count(self, batch):
         return int(batch["coords"].shape[0])
