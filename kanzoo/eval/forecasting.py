@@ -40,6 +40,7 @@ __all__ = [
     "plot_forecast",
     "run_forecasting",
     "seasonal_naive",
+    "window_history",
 ]
 
 METRICS = ("mse", "mae", "smape", "mase")
@@ -303,18 +304,32 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "run"
 
 
+def window_history(ds: Any, start: int, history: int | None = None) -> tuple[np.ndarray, list[str] | None]:
+    """The series before a window's forecast start, in original units, and the time labels.
+
+    Args:
+        ds: A ``ForecastWindows`` split.
+        start: The window's ``start`` (index in the full series).
+        history: Steps to return (default twice the lookback), clipped to the split.
+
+    Returns:
+        ``(values (T, C), labels of those T steps plus the horizon's, or None)``.
+    """
+    s = start - ds.offset
+    first = max(0, s + ds.lookback - (2 * ds.lookback if history is None else int(history)))
+    context = ds.original()[first : s + ds.lookback].numpy()
+    times = ds.times[first : s + ds.lookback + ds.horizon] if ds.times is not None else None
+    return context, times
+
+
 def _pictures(ds, last, info, picture_dir: Path, tag: str, per_horizon) -> list[str]:
     batch, forecasts = last
     j = batch["past_values"].shape[0] - 1  # the last window evaluated
     scale, loc = batch["scale"][j].numpy(), batch["loc"][j].numpy()
-    start = int(batch["start"][j]) - ds.offset
-    context = ds.original()[max(0, start - 2 * ds.lookback) : start + ds.lookback].numpy()
+    context, times = window_history(ds, int(batch["start"][j]))
     target = batch["future_values"][j].numpy() * scale + loc
     shown = {k: v[j].numpy() * scale + loc for k, v in forecasts.items()}
     channels = list(range(min(3, context.shape[1])))
-    times = None
-    if ds.times is not None:
-        times = ds.times[max(0, start - 2 * ds.lookback) : start + ds.lookback + ds.horizon]
     names = info.get("channel_names") or None
     forecast_png = picture_dir / f"forecast_{_slug(tag)}.png"
     plot_forecast(
