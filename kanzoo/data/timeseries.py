@@ -33,7 +33,6 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -570,12 +569,3 @@ def build_hf_timeseries(
         val_fraction=val_fraction, test_fraction=test_fraction, stride=stride, channel_names=names,
         times=times, freq=freq, source=str(path_or_hub_name),
     )  # fmt: skip
-
-
-def describe(dm: DataModule) -> dict[str, Any]:
-    """Sizes of a forecasting DataModule's splits (windows and steps), for messages and reports."""
-    return {
-        split: {"windows": len(ds), "steps": int(ds.values.shape[0])}
-        for split, ds in (("train", dm.train), ("val", dm.val), ("test", dm.test))
-        if ds is not None
-    }

@@ -26,7 +26,8 @@ SHIPPED = {
 
 
 def _data(name):
-    cfg = json.loads((kanzoo.models.pretrained_dir() / name / "train_summary.json").read_text())["config"]["data"]
+    summary = kanzoo.models.pretrained_dir() / name / "train_summary.json"
+    cfg = json.loads(summary.read_text())["config"]["data"]
     return build_data(cfg.pop("name"), **cfg)
 
 
