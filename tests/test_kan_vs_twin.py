@@ -36,7 +36,7 @@ def _compose(overrides: list[str]) -> dict:
 
 
 def test_every_task_has_an_experiment_and_the_script_reads_its_pair():
-    assert TASKS == ["conv", "lm", "unet", "vit"]
+    assert TASKS == ["conv", "fit", "lm", "pinn", "tsf", "unet", "vit"]
     pairs = _script().PAIRS
     assert sorted(pairs) == TASKS
     for kan, twin in pairs.values():

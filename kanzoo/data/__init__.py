@@ -16,9 +16,11 @@ BUILDER_MODULES = (
     "kanzoo.data.hf_segmentation",
     "kanzoo.data.image",
     "kanzoo.data.nuclei",
+    "kanzoo.data.science",  # feynman, poisson, heat
     "kanzoo.data.shapes",
     "kanzoo.data.text",
-    "kanzoo.eval.benchmarks",  # busi, glas, ... (U-KAN layout): `train.py data=busi` works too
+    "kanzoo.data.timeseries",  # elnino, sunspots, co2, nile, macrodata, timeseries files
+    "kanzoo.data.benchmarks",  # busi, glas, ... (U-KAN layout): `train.py data=busi` works too
 )
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-TASKS = ("lm", "classification", "segmentation")
+TASKS = ("lm", "classification", "segmentation", "forecasting", "regression", "pde")
 
 # ImageNet statistics, the default normalization for RGB inputs (timm's constants, restated).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -1,4 +1,4 @@
-"""One evaluator per task: run a model over a split and score it (registry + the three built-in ones).
+"""One evaluator per task: run a model over a split and score it (registry + the built-in ones).
 
 An evaluator is ``fn(model, dm, split, ctx) -> (metrics, picture_file_names)`` where ``ctx`` is an
 :class:`EvalContext` (the typed :class:`~kanzoo.eval.config.EvalConfig`, the device, the folder
@@ -33,8 +33,10 @@ from kanzoo._cli import UserInputError
 from kanzoo.data.masks import IGNORE_INDEX
 from kanzoo.eval.classification import classification_scores, plot_confusion_matrix
 from kanzoo.eval.config import EvalConfig
+from kanzoo.eval.forecasting import run_forecasting
 from kanzoo.eval.lm import LMScoreAccumulator
 from kanzoo.eval.report import save_overlay
+from kanzoo.eval.science import run_pde, run_regression
 from kanzoo.eval.segmentation import SegmentationAccumulator, confusion_matrices, logits_to_labels
 from kanzoo.eval.ukan import UKAN_BATCH_SIZE, ukan_scores
 
@@ -454,3 +456,8 @@ def evaluate_lm(model: nn.Module, dm: Any, split: str, ctx: EvalContext):
     metrics["num_samples"] = seen
     metrics["tokens_per_s"] = timer.rate()
     return metrics, []
+
+
+# ------------------------------------------------ forecasting, regression, pde (runners in their modules)
+for _task, _run in (("forecasting", run_forecasting), ("regression", run_regression), ("pde", run_pde)):
+    register_evaluator(_task, lambda model, dm, split, ctx, _run=_run: _run(model, dm, split, **ctx.common()))

@@ -34,6 +34,11 @@ HEADLINE = {
     ),
     "classification": ("top1", "top5", "balanced_accuracy"),
     "lm": ("nll", "perplexity", "bits_per_byte"),
+    "forecasting": tuple(
+        f"{m}{b}" for m in ("mse", "mae", "smape", "mase") for b in ("", "_seasonal_naive", "_linear")
+    ),
+    "regression": ("rmse", "mse", "mae", "r2", "max_abs_error", "symbolic_rmse"),
+    "pde": ("rel_l2", "mse", "max_abs_error", "residual_mse"),
 }
 COMMON = ("params", "samples_per_s", "tokens_per_s", "num_samples")
 
@@ -175,6 +180,10 @@ def render_report(
             "NLL in nats per predicted token; perplexity = exp(NLL); bits per byte over UTF-8 bytes.",
             "",
         ]
+    if task in ("forecasting", "regression", "pde"):
+        from kanzoo.eval.science import report_lines  # definitions, per-horizon tables, formulas
+
+        lines += report_lines(task, results)
     for pic in pictures:
         lines.append(f"![{Path(pic).stem}]({pic})")
     return "\n".join(lines).rstrip() + "\n"

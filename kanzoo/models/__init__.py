@@ -18,7 +18,10 @@ from kanzoo._lazy import lazy_package as _lazy_package
 # Family modules, one line each: importing one registers its models. Add a family here.
 FAMILY_MODULES = (
     "conv_kan",
+    "kan_fit",
     "kan_gpt",
+    "kan_pinn",
+    "kan_tsf",
     "kan_unet",
     "kan_vit",
     "_timm",  # timm.create_model names for the classifier families (after the families it wraps)

@@ -40,7 +40,7 @@ __all__ = [
     "register_model",
 ]
 
-_TASKS = ("classification", "segmentation", "lm")
+_TASKS = ("classification", "segmentation", "lm", "forecasting", "regression", "pde")
 
 _ENTRYPOINTS: dict[str, Callable[..., nn.Module]] = {}
 _METADATA: dict[str, dict[str, Any]] = {}

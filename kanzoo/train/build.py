@@ -27,6 +27,9 @@ _DATA_FOR_TASK = {
     "lm": "shakespeare, pydoc, text",
     "classification": "digits, image_folder, hf_image",
     "segmentation": "shapes, nuclei, segmentation_folder, hf_segmentation",
+    "forecasting": "elnino, sunspots, co2, nile, macrodata, timeseries_file, hf_timeseries",
+    "regression": "feynman",
+    "pde": "poisson, heat",
 }
 
 

@@ -280,3 +280,13 @@ def get_task(name: str, **kwargs: Any) -> Task:
 
 for _cls in (LanguageModeling, Classification, Segmentation):
     register_task(_cls)
+
+
+def _register_science_tasks() -> None:
+    from .tasks_science import SCIENCE_TASKS  # forecasting, regression, pde (they subclass Task)
+
+    for key, cls in SCIENCE_TASKS.items():
+        register_task(cls, name=key)
+
+
+_register_science_tasks()  # at the end: tasks_science imports Task from this module

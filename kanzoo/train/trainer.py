@@ -314,6 +314,10 @@ class Trainer(CheckpointMixin, OutputsMixin):
             seed=cfg.seed,
         )
         self.eval_loader = self._eval_loader()
+        on_step = getattr(self.task, "on_step", None)  # a task may reshape the model (grid extension)
+        if on_step is not None:
+            start = ckpt.read_state(resume_from)["step"] if resume_from is not None else 0
+            on_step(self._module, start, None)
         optimizer = build_optimizer(self._module, self.optim_config)
         self.model, self.optimizer = acc.prepare(self._module, optimizer)
         # A compiled wrapper for the training steps only; it shares the prepared model's parameters.
@@ -401,6 +405,7 @@ class Trainer(CheckpointMixin, OutputsMixin):
         units_acc = 0
         t_last = time.perf_counter()
         grid_until = cfg.grid_update_until if cfg.grid_update_until is not None else cfg.max_steps // 2
+        on_step = getattr(task, "on_step", None)
         while self.step < cfg.max_steps:
             self.watch.mark(self.step, "data")
             loss_sum = None
@@ -432,6 +437,8 @@ class Trainer(CheckpointMixin, OutputsMixin):
             self.step += 1
             self._loss_acc += step_loss.to(self._loss_acc.dtype)
             self._steps_acc += 1
+            if on_step is not None:
+                on_step(acc.unwrap_model(self.model), self.step, optimizer)
             self.bar.update(1)
 
             if cfg.grid_update_every and self.step % cfg.grid_update_every == 0 and self.step <= grid_until:

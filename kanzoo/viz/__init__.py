@@ -2,6 +2,7 @@
 
 * :func:`plot_edges` draws the φ of any KAN layer (linear or conv), most important edges first.
 * :func:`plot_network` draws a small stack of KAN layers with edge opacity by importance.
+* :func:`plot_model_forecast` draws a forecaster's prediction with the history before it.
 * ``python -m kanzoo.viz checkpoint=<dir|name> layer=<glob> [data=<name>] [output=<dir>]`` renders the
   edge plots of a trained checkpoint.
 
@@ -16,6 +17,8 @@ from kanzoo._lazy import lazy_package as _lazy_package
 _EXPORTS = {
     "plot_edges": ".edges",
     "save_figure": ".edges",
+    "plot_forecast": ".forecast",
+    "plot_model_forecast": ".forecast",
     "plot_network": ".network",
 }
 
