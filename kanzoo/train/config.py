@@ -258,16 +258,6 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         check_optim(self)  # types and ranges of every field (one line naming the setting)
-        if self.name.lower() != "adamw":
-            raise ValueError(f"unknown optimizer {self.name!r}; available: 'adamw'")
-        if self.lr <= 0:
-            raise ValueError(f"optim.lr must be > 0, got {self.lr}")
-        if self.kan_lr_mult <= 0:
-            raise ValueError(f"optim.kan_lr_mult must be > 0, got {self.kan_lr_mult}")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"optim.weight_decay must be >= 0, got {self.weight_decay}")
-        if self.kan_weight_decay is not None and not self.kan_weight_decay >= 0:
-            raise ValueError(f"optim.kan_weight_decay must be >= 0 or null, got {self.kan_weight_decay}")
         self.betas = tuple(float(b) for b in self.betas)  # lists from YAML
 
     @classmethod
