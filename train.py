@@ -6,41 +6,31 @@
     python train.py -m model=kan_vit,vit trainer=smoke     # Hydra multirun sweep
     accelerate launch --multi_gpu --num_processes 8 train.py model=kan_vit trainer=gpu
 
-The last line printed names the final checkpoint (``<run_dir>/final``, from_pretrained format).
+Settings are group=<config> and group.key=value (trainer.max_steps=200, optim.lr=3e-4, ...).
+A bad setting prints one `error: ...` line naming it and exits with status 2. The last lines name
+the final checkpoint (``<run_dir>/final``, from_pretrained format) and the evaluate.py command;
+``runs/<model>/latest`` links to the newest finished run of that model.
 """
 
 import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import DictConfig
 
-from kanzoo.train.cli import normalize_overrides, one_line
+from kanzoo._cli import USER_ERRORS, run_main
+from kanzoo.train import cli
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from hydra.core.hydra_config import HydraConfig
+    from kanzoo.train import TrainingError
 
-    from kanzoo.train import NonFiniteLossError
-    from kanzoo.train.build import build_trainer
-
-    try:
-        resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-        trainer = build_trainer(resolved, run_dir=HydraConfig.get().runtime.output_dir)
-        trainer.fit()
-    except (ValueError, FileNotFoundError, NonFiniteLossError, OmegaConfBaseException) as err:
-        print(one_line(err), file=sys.stderr)
-        sys.exit(1)
+    run_main(cli.train_job, cfg, user_errors=(*USER_ERRORS, TrainingError))
 
 
 if __name__ == "__main__":
-    try:
-        sys.argv[1:] = normalize_overrides(sys.argv[1:], CONFIG_DIR)
-    except ValueError as err:
-        print(one_line(err), file=sys.stderr)
-        sys.exit(1)
+    sys.argv = run_main(cli.prepare_argv, sys.argv, CONFIG_DIR, doc=__doc__)
     main()

@@ -9,7 +9,7 @@ over the seeds, the parameter count, the training throughput (median samples/s o
 train_summary.json; the median shrugs off a run slowed by a busy machine or a first compile)
 and the KAN/twin time per sample::
 
-    python benchmarks/kan_vs_twin.py                      # 4 tasks x 2 models x 3 seeds, runs/kan_vs_twin/
+    python benchmarks/kan_vs_twin.py                      # 7 tasks x 2 models x 3 seeds, runs/kan_vs_twin/
     python benchmarks/kan_vs_twin.py --seeds 0 1 --tasks conv
     python benchmarks/kan_vs_twin.py --report-only        # re-print the table from finished runs
 
@@ -47,7 +47,14 @@ def load_pairs() -> dict[str, tuple[str, str]]:
 
 PAIRS = load_pairs()
 # The metric reported per task, and whether higher is better.
-METRIC = {"lm": ("val_loss", False), "classification": ("val_acc", True), "segmentation": ("val_iou", True)}
+METRIC = {
+    "lm": ("val_loss", False),
+    "classification": ("val_acc", True),
+    "segmentation": ("val_iou", True),
+    "forecasting": ("val_mase", False),
+    "regression": ("val_rmse", False),
+    "pde": ("val_rel_l2", False),
+}
 
 
 def run(task: str, model: str, seed: int, root: Path) -> Path:
@@ -108,9 +115,10 @@ def table(seeds: list[int], root: Path, pairs: list[str]) -> str:
             arrow = "↑" if higher else "↓"
             other = stats[twin]
             ratio = f"{other['speed'] / s['speed']:.2f}×" if other is not None else ""
+            fmt = "{:.3e}" if abs(s["mean"]) < 0.01 else "{:.4f}"  # PDE / formula-fit errors are tiny
             lines.append(
                 f"| kan_vs_twin/{task} | {model} | {s['params']:,} | {name} {arrow} | "
-                f"{s['mean']:.4f} ± {s['std']:.4f} | {s['n']} | {s['speed']:.0f} | {ratio} |"
+                f"{fmt.format(s['mean'])} ± {fmt.format(s['std'])} | {s['n']} | {s['speed']:.0f} | {ratio} |"
             )
     return "\n".join(lines)
 

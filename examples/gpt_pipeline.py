@@ -7,6 +7,10 @@ Everything runs offline on a CPU in a few minutes: the corpus ships with the pac
 tokenizer is character-level, and the saved directory loads with
 ``AutoModelForCausalLM.from_pretrained`` and ``pipeline("text-generation")`` once ``kanzoo`` is
 imported (importing ``kanzoo.models.kan_gpt`` registers the ``kan_gpt`` model type).
+
+KAN-GPT has learned positions: ``generate`` (and so the pipeline) refuses, before it starts, a
+request that would run past ``n_positions``. This script caps ``--max-new-tokens`` at what fits
+after the prompt and says so.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ def main() -> None:
     parser.add_argument("--chars", type=int, default=1_000_000, help="corpus characters to use")
     parser.add_argument("--out", default="runs/kan_gpt_example")
     parser.add_argument("--prompt", default="ROMEO:\n")
+    parser.add_argument("--max-new-tokens", type=int, default=120)
     args = parser.parse_args()
     torch.manual_seed(0)
 
@@ -83,7 +88,12 @@ def main() -> None:
     reloaded = AutoModelForCausalLM.from_pretrained(args.out)
     print(f"reloaded as {type(reloaded).__name__}")
     generator = pipeline("text-generation", model=args.out)
-    sample = generator(args.prompt, max_new_tokens=120, do_sample=True, top_k=10, temperature=0.8)
+    # Positions fed to the model: the prompt plus every new token but the last.
+    fits = reloaded.config.n_positions + 1 - len(tok.encode(args.prompt))
+    max_new_tokens = max(1, min(args.max_new_tokens, fits))
+    if max_new_tokens < args.max_new_tokens:
+        print(f"--max-new-tokens capped at {max_new_tokens} (n_positions={reloaded.config.n_positions})")
+    sample = generator(args.prompt, max_new_tokens=max_new_tokens, do_sample=True, top_k=10, temperature=0.8)
     print("-" * 60)
     print(sample[0]["generated_text"])
 

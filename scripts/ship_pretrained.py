@@ -26,7 +26,7 @@ SKIP = {"metrics_keys": {"num_samples", "num_tokens", "num_bytes"}}
 
 def _fmt(value: object) -> str:
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return f"{value:.3e}" if 0 < abs(value) < 0.01 else f"{value:.4f}"  # formula/PDE errors are tiny
     return str(value)
 
 

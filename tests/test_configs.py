@@ -24,6 +24,14 @@ TRAIN_DATA = [
     "shapes",
     "nuclei",
     "segmentation_folder",
+    "elnino",
+    "sunspots",
+    "co2",
+    "nile",
+    "macrodata",
+    "feynman",
+    "poisson",
+    "heat",
 ]
 MODELS = config_options(CONFIG_DIR, "model")
 
@@ -64,6 +72,11 @@ def test_model_config_instantiates_model_and_data(model, tmp_path):
         if trainer.data.task == "lm":
             out = trainer.model(input_ids=item["input_ids"][None, :16])
             assert out.logits.shape[-1] == trainer.data.info["vocab_size"]
+        elif trainer.data.task in ("forecasting", "regression", "pde"):
+            key = {"forecasting": "past_values", "regression": "x", "pde": "coords"}[trainer.data.task]
+            target = {"forecasting": "future_values", "regression": "y", "pde": "target"}[trainer.data.task]
+            out = trainer.model(item[key][None])
+            assert out.shape == item[target][None].shape and torch.isfinite(out).all()
         else:
             out = trainer.model(item["pixel_values"][None])
             if trainer.data.task == "classification":
@@ -112,6 +125,14 @@ def test_data_config_instantiates(data, tmp_path):
         "shapes": "unet",
         "nuclei": "kan_unet",
         "segmentation_folder": "unet",
+        "elnino": "kan_tsf",
+        "sunspots": "tsf",
+        "co2": "kan_tsf",
+        "nile": "tsf",
+        "macrodata": "kan_tsf",
+        "feynman": "kan_fit",
+        "poisson": "kan_pinn",
+        "heat": "pinn",
     }[data]
     cfg = _compose([f"model={task_model}", f"data={data}", "trainer=smoke", *extra])
     name, model, dm = build_model_and_data(cfg)
@@ -135,6 +156,7 @@ def test_trainer_and_optim_configs_build(trainer, optim):
     schedule = ScheduleConfig.from_dict(optim_cfg.pop("schedule"))
     oc = OptimConfig.from_dict(optim_cfg)
     assert tc.max_steps >= 1 and oc.lr > 0 and schedule.name in ("cosine", "linear", "constant")
+    assert tc.latest_link == "runs/conv_kan/latest"  # next to the timestamped run dirs of the model
     if trainer == "smoke":
         assert tc.max_steps <= 5 and tc.device == "cpu"
     if trainer == "gpu":
@@ -213,6 +235,8 @@ def test_matched_twins_have_model_configs_so_sweeps_can_mix_them():
         cfg, base = _compose([f"model={twin}"]), _compose([f"model={family}"])
         assert cfg["model"]["name"] == twin
         # same data and recipe as the family config: only the model name differs
+        for c in (cfg, base):  # output paths are named after the model
+            c["trainer"].pop("latest_link")
         assert {**cfg, "model": None, "run_dir": None} == {**base, "model": None, "run_dir": None}
 
 
@@ -242,7 +266,7 @@ def test_every_shipped_checkpoint_has_an_experiment_config():
     from kanzoo.models import list_pretrained
 
     assert set(PRETRAINED_EXPERIMENTS) >= {n for n in list_pretrained() if "-" in n}
-    assert len(PRETRAINED_EXPERIMENTS) == 8
+    assert len(PRETRAINED_EXPERIMENTS) == 14
 
 
 @pytest.mark.parametrize("name", PRETRAINED_EXPERIMENTS)

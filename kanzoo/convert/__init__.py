@@ -16,23 +16,26 @@ use ``python -m kanzoo.convert <kind> <file> <out_dir>``):
 * :func:`from_kan_gpt`: kan-gpt's efficient-kan GPT state dicts -> ``KanGPTForCausalLM``.
 * :func:`from_ukan`: U-KAN's ``model.pth`` -> ``KANUNet`` with ``variant="ukan"``.
 * :func:`from_kat`: KAT's timm weights (``kat_tiny/small/base``) -> ``KANViT``.
+
+Names are imported on first use (PEP 562): the layer importers need only the core install, the
+checkpoint importers the ``[models]`` extra.
 """
 
-from .efficient_kan import from_efficient_kan
-from .kan_gpt import from_kan_gpt
-from .kat import from_kat, load_kat_state_dict
-from .networks import from_efficient_kan_network, from_pykan_network
-from .pykan import from_pykan
-from .ukan import from_ukan, load_ukan_state_dict
+from kanzoo._lazy import lazy_package as _lazy_package
 
-__all__ = [
-    "from_efficient_kan",
-    "from_efficient_kan_network",
-    "from_kan_gpt",
-    "from_kat",
-    "from_pykan",
-    "from_pykan_network",
-    "from_ukan",
-    "load_kat_state_dict",
-    "load_ukan_state_dict",
-]
+# Public name -> module that defines it. One line per name.
+_EXPORTS = {
+    "from_efficient_kan": ".efficient_kan",
+    "from_kan_gpt": ".kan_gpt",
+    "from_kat": ".kat",
+    "load_kat_state_dict": ".kat",
+    "from_efficient_kan_network": ".networks",
+    "from_pykan_network": ".networks",
+    "from_pykan": ".pykan",
+    "from_ukan": ".ukan",
+    "load_ukan_state_dict": ".ukan",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = _lazy_package(__name__, _EXPORTS)

@@ -69,7 +69,11 @@ def convert(kind: str, source: str | Path, out_dir: str | Path, **options: Any) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kanzoo.convert", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m kanzoo.convert",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("kind", choices=sorted(IMPORTERS), help="which peer wrote the checkpoint")
     parser.add_argument("source", help="the peer's checkpoint file (.pth/.pt/.bin/.safetensors)")
     parser.add_argument("out_dir", help="new directory for the kanzoo checkpoint")

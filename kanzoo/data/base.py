@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import inspect
 import json
 import os
 import tempfile
@@ -19,7 +20,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-TASKS = ("lm", "classification", "segmentation")
+TASKS = ("lm", "classification", "segmentation", "forecasting", "regression", "pde")
 
 # ImageNet statistics, the default normalization for RGB inputs (timm's constants, restated).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -31,7 +32,7 @@ class DataModule:
     """Built datasets for one task plus what a model and trainer need to know about them.
 
     Attributes:
-        task: One of ``"lm"``, ``"classification"``, ``"segmentation"``.
+        task: ``"lm"``, ``"classification"``, ``"segmentation"`` or another registered task name.
         train: Training dataset; items are dicts of tensors (see ``kanzoo.data`` docs).
         val: Validation dataset.
         test: Optional test dataset (``None`` when the source has no test split).
@@ -49,8 +50,10 @@ class DataModule:
     info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        # Other tasks (forecasting, ...) register with the trainer and the evaluator; data only
+        # needs a name for them.
+        if not isinstance(self.task, str) or not self.task.isidentifier():
+            raise ValueError(f"task must be a name such as {', '.join(TASKS)}, got {self.task!r}")
 
     def loader(
         self,
@@ -99,26 +102,127 @@ class DataModule:
 
 # --------------------------------------------------------------------------------------------- registry
 
-_REGISTRY: dict[str, tuple[Callable[..., DataModule], str]] = {}
+
+@dataclass(frozen=True)
+class _Entry:
+    fn: Callable[..., DataModule]
+    description: str
+    embedded: bool
 
 
-def register_dataset(name: str, description: str = "") -> Callable[[Callable[..., DataModule]], Callable]:
-    """Decorator registering a builder ``fn(**kwargs) -> DataModule`` under ``name``."""
+_REGISTRY: dict[str, _Entry] = {}
+# Embedded datasets whose builder module does not (yet) pass ``embedded=True`` itself.
+_EMBEDDED_ELSEWHERE = frozenset({"nuclei"})
+
+
+def register_dataset(
+    name: str, description: str = "", *, embedded: bool = False
+) -> Callable[[Callable[..., DataModule]], Callable]:
+    """Decorator registering a builder ``fn(**kwargs) -> DataModule`` under ``name``.
+
+    Args:
+        name: The name ``build_data`` and ``data=<name>`` use.
+        description: One line for ``python -m kanzoo.data`` (default: the docstring's first line).
+        embedded: The data ships with the install (no files, no network): such datasets are
+            listed by ``list_datasets(embedded=True)`` and a test trains a few steps on each.
+    """
 
     def deco(fn: Callable[..., DataModule]) -> Callable[..., DataModule]:
-        if name in _REGISTRY and _REGISTRY[name][0] is not fn:
+        if name in _REGISTRY and _REGISTRY[name].fn is not fn:
             raise ValueError(f"dataset {name!r} is already registered")
-        _REGISTRY[name] = (fn, description or (fn.__doc__ or "").strip().split("\n")[0])
+        desc = description or (fn.__doc__ or "").strip().split("\n")[0]
+        _REGISTRY[name] = _Entry(fn, desc, embedded or name in _EMBEDDED_ELSEWHERE)
         return fn
 
     return deco
 
 
-def list_datasets(with_descriptions: bool = False) -> list[str] | dict[str, str]:
-    """Names accepted by :func:`build_data` (sorted), or ``{name: description}``."""
+def list_datasets(
+    with_descriptions: bool = False, *, embedded: bool | None = None
+) -> list[str] | dict[str, str]:
+    """Names accepted by :func:`build_data` (sorted), or ``{name: description}``.
+
+    Args:
+        with_descriptions: Return ``{name: description}``.
+        embedded: True: only data shipped with the install; False: only the others.
+    """
+    names = sorted(k for k, e in _REGISTRY.items() if embedded is None or e.embedded == embedded)
     if with_descriptions:
-        return {k: _REGISTRY[k][1] for k in sorted(_REGISTRY)}
-    return sorted(_REGISTRY)
+        return {k: _REGISTRY[k].description for k in names}
+    return names
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` fits the (resolved) type ``hint``; unknown hints accept anything."""
+    import collections.abc as cabc
+    import types
+    import typing
+
+    if hint is Any or hint is inspect.Parameter.empty:
+        return True
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if hint is os.PathLike:
+        return isinstance(value, os.PathLike)
+    if origin in (cabc.Sequence, list, tuple):
+        args = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            return False
+        return not args or all(_matches(v, args[0]) for v in value)
+    if origin in (cabc.Mapping, dict):
+        return isinstance(value, cabc.Mapping)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True
+
+
+def check_setting_type(name: str, value: Any, param: inspect.Parameter, fn: Callable) -> None:
+    """Refuse a builder argument whose type does not fit its annotation (one line naming it)."""
+    import typing
+
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolvable annotations: nothing to check against
+        return
+    hint = hints.get(param.name)
+    if hint is not None and not _matches(value, hint):
+        shown = str(hint).replace("typing.", "").replace("collections.abc.", "").replace("<class '", "")
+        shown = shown.replace("'>", "")
+        raise ValueError(f"{name} must be {shown}, got {value!r}")
+
+
+def check_int(name: str, value: Any, *, minimum: int = 1, maximum: int | None = None) -> int:
+    """``value`` as an int in ``[minimum, maximum]``, else a one-line ``ValueError`` naming ``name``."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < minimum
+        or (maximum is not None and value > maximum)
+    ):
+        upper = "" if maximum is None else f" and <= {maximum}"
+        raise ValueError(f"{name} must be an integer >= {minimum}{upper}, got {value!r}")
+    return int(value)
+
+
+def builder_parameters(name: str) -> dict[str, inspect.Parameter] | None:
+    """The keyword parameters of dataset ``name``'s builder (None when it takes ``**kwargs``)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown dataset {name!r}")
+    params = inspect.signature(_REGISTRY[name].fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    return {k: p for k, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL}
 
 
 def build_data(name: str, **kwargs: Any) -> DataModule:
@@ -137,7 +241,18 @@ def build_data(name: str, **kwargs: Any) -> DataModule:
         close = difflib.get_close_matches(str(name), list(_REGISTRY), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise ValueError(f"Unknown dataset {name!r}.{hint} Available: {', '.join(sorted(_REGISTRY))}")
-    dm = _REGISTRY[name][0](**kwargs)
+    params = builder_parameters(name)
+    if params is not None:
+        unknown = sorted(set(kwargs) - set(params))
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], list(params), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(
+                f"dataset {name!r} has no option {unknown[0]!r}{hint}; its options: {', '.join(params)}"
+            )
+        for key, value in kwargs.items():
+            check_setting_type(f"data.{key}", value, params[key], _REGISTRY[name].fn)
+    dm = _REGISTRY[name].fn(**kwargs)
     dm.info.setdefault("name", name)
     return dm
 
@@ -260,9 +375,12 @@ def as_size(image_size: int | Sequence[int] | None) -> tuple[int, int] | None:
     """``64 -> (64, 64)``; ``(h, w)`` unchanged; ``None`` stays ``None`` (keep original size)."""
     if image_size is None:
         return None
-    if isinstance(image_size, int):
-        return (image_size, image_size)
-    size = tuple(int(s) for s in image_size)
-    if len(size) != 2:
-        raise ValueError(f"image_size must be an int or (height, width), got {image_size!r}")
-    return size  # type: ignore[return-value]
+    if isinstance(image_size, int) and not isinstance(image_size, bool):
+        image_size = (image_size, image_size)
+    if (
+        not isinstance(image_size, (list, tuple))
+        or len(image_size) != 2
+        or not all(isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= 65536 for s in image_size)
+    ):
+        raise ValueError(f"image_size must be a positive int or (height, width), got {image_size!r}")
+    return (int(image_size[0]), int(image_size[1]))

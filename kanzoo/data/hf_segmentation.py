@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from .base import DataModule, as_size, normalize, register_dataset, resolve_mean_std
 from .image import load_hf_dataset, split_hf
-from .masks import augment_pair, image_to_array, resize_pair, to_label_map
+from .masks import IGNORE_INDEX, _is_ignore_class, augment_pair, image_to_array, resize_pair, to_label_map
 
 _MASK_COLUMNS = ("mask", "annotation", "label", "segmentation", "seg", "masks")
 _IMAGE_COLUMNS = ("image", "img", "pixel_values")
@@ -48,7 +48,8 @@ class HFSegmentation(Dataset):
         mask_mode: ``"binary"`` or ``"multiclass"``.
         num_classes: Classes (multiclass).
         mask_threshold: Binary threshold (``None`` = automatic).
-        value_map: ``{stored value or colour: class id}``.
+        value_map: ``{stored value or colour: class id}`` (class ``"ignore"`` or 255: ignored).
+        ignore_value: Stored mask value (or colour) of ignored pixels (label 255).
         mean: Normalization mean.
         std: Normalization std.
         augment: Random flips / 90° rotations.
@@ -67,11 +68,13 @@ class HFSegmentation(Dataset):
         mask_mode: str = "binary",
         num_classes: int = 2,
         mask_threshold: float | None = None,
-        value_map: Mapping[Any, int] | None = None,
+        value_map: Mapping[Any, int | str] | None = None,
+        ignore_value: Any = None,
         mean: Sequence[float] = (0.5,),
         std: Sequence[float] = (0.25,),
         augment: bool = False,
     ) -> None:
+        self.ignore_value = ignore_value
         self.hf, self.image_column, self.mask_column = hf, image_column, mask_column
         self.split, self.size, self.in_chans = split, as_size(image_size), in_chans
         self.mask_mode, self.num_classes = mask_mode, num_classes
@@ -94,6 +97,7 @@ class HFSegmentation(Dataset):
             threshold=self.mask_threshold,
             value_map=self.value_map,
             num_classes=self.num_classes,
+            ignore_value=self.ignore_value,
             name=f"mask of {where}",
         )
         if tuple(image.shape[-2:]) != label.shape[:2]:
@@ -145,7 +149,8 @@ def build_hf_segmentation(
     mask_mode: str = "binary",
     num_classes: int | None = None,
     mask_threshold: float | None = None,
-    value_map: Mapping[Any, int] | None = None,
+    value_map: Mapping[Any, int | str] | None = None,
+    ignore_value: Any = None,
     val_fraction: float = 0.2,
     seed: int = 0,
     mean: Sequence[float] | None = None,
@@ -168,7 +173,9 @@ def build_hf_segmentation(
         mask_mode: ``"binary"`` or ``"multiclass"``.
         num_classes: Classes in multiclass mode (default: from ``value_map``).
         mask_threshold: Binary threshold (``None`` = automatic).
-        value_map: ``{stored value or colour: class id}``.
+        value_map: ``{stored value or colour: class id}`` (class ``"ignore"`` or 255: ignored).
+        ignore_value: Stored mask value (or ``"r,g,b"``) of pixels no loss or metric counts
+            (label 255, ``kanzoo.data.masks.IGNORE_INDEX``).
         val_fraction: Val fraction carved from train when there is no validation split.
         seed: Split seed.
         mean: Normalization mean (default ImageNet's).
@@ -186,9 +193,14 @@ def build_hf_segmentation(
     if mask_mode == "binary":
         num_classes = 2
     elif num_classes is None:
-        if not value_map:
+        classes = [v for v in (value_map or {}).values() if not _is_ignore_class(v)]
+        if not classes:
             raise ValueError("multiclass masks need num_classes=... or value_map=...")
-        num_classes = max(int(v) for v in value_map.values()) + 1
+        num_classes = max(int(v) for v in classes) + 1
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or not 2 <= num_classes <= 255:
+        raise ValueError(
+            f"num_classes must be an integer in [2, 255] (255 is the ignore label), got {num_classes!r}"
+        )
     mean, std = resolve_mean_std(in_chans, mean, std)
     kw = {
         "image_column": img_col,
@@ -200,6 +212,7 @@ def build_hf_segmentation(
         "num_classes": num_classes,
         "mask_threshold": mask_threshold,
         "value_map": value_map,
+        "ignore_value": ignore_value,
         "mean": mean,
         "std": std,
     }
@@ -215,5 +228,7 @@ def build_hf_segmentation(
             "mean": mean,
             "std": std,
             "source": str(path_or_hub_name),
+            "ignore_index": IGNORE_INDEX,
+            "ignore_value": ignore_value,
         },
     )

@@ -17,7 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from .base import DataModule, check_path, normalize, register_dataset, resolve_mean_std
+from kanzoo._hub import load_hub_dataset
+
+from .base import DataModule, check_int, check_path, normalize, register_dataset, resolve_mean_std
 
 _IMAGE_COLUMNS = ("image", "img", "pixel_values", "png", "jpg")
 _LABEL_COLUMNS = ("label", "labels", "fine_label", "class", "target")
@@ -48,6 +50,10 @@ def timm_transform(
         interpolation: Resize interpolation.
     """
     from timm.data import create_transform, resolve_data_config
+
+    check_int("image_size", image_size, minimum=1, maximum=65536)
+    if in_chans not in (1, 3):
+        raise ValueError(f"image datasets support in_chans 1 or 3, got {in_chans}")
 
     cfg = resolve_data_config(
         {
@@ -149,13 +155,7 @@ def load_hf_dataset(
     elif s.startswith((".", "/", "~")) or s.count("/") > 1:
         raise FileNotFoundError(f"dataset path not found: {p}")
     else:
-        try:
-            ds = datasets.load_dataset(s, config_name)
-        except Exception as e:  # offline / unknown name; exception types vary by datasets version
-            raise FileNotFoundError(
-                f"dataset {s!r} is not a local path and could not be loaded from the hub (offline?): "
-                f"{type(e).__name__}: {e}"
-            ) from None
+        ds = load_hub_dataset(s, config_name, hint="pass a save_to_disk folder or an image folder instead")
     if isinstance(ds, datasets.Dataset):
         ds = datasets.DatasetDict({"train": ds})
     return ds
@@ -184,6 +184,42 @@ def split_hf(
     return parts["train"], parts["test"], test
 
 
+def check_labels(part: Any, column: str, *, num_classes: int, split: str, source: str) -> None:
+    """Every label of ``part[column]`` is an integer class id in ``[0, num_classes)``."""
+    labels = np.asarray(part[column])
+    if labels.size == 0:
+        return
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{source}: labels in column {column!r} of the {split} split must be integers")
+    bad = np.nonzero((labels < 0) | (labels >= num_classes))[0]
+    if bad.size:
+        raise ValueError(
+            f"{source}: the {split} split has {bad.size} label(s) outside 0..{num_classes - 1} (first: row "
+            f"{int(bad[0])}, label {int(labels[bad[0]])}); the classes come from the train split"
+        )
+
+
+def check_images(part: Any, column: str, *, split: str, source: str) -> None:
+    """Decode every image of ``part[column]`` once; a corrupt one raises ``ValueError`` naming it."""
+    import io
+
+    import datasets
+    from PIL import Image
+
+    feature = part.features.get(column)
+    if not isinstance(feature, datasets.Image):
+        return  # arrays or tensors: nothing to decode
+    raw = part.cast_column(column, datasets.Image(decode=False))
+    for i, cell in enumerate(raw[column]):
+        where = (cell or {}).get("path") or f"row {i} of the {split} split of {source}"
+        try:
+            data = cell.get("bytes") if cell else None
+            with Image.open(io.BytesIO(data) if data else cell["path"]) as im:
+                im.load()
+        except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, ... for bad files
+            raise ValueError(f"unreadable image {where}: {type(err).__name__}: {err}") from None
+
+
 def image_classification_from_hf(
     ds,
     *,
@@ -197,8 +233,14 @@ def image_classification_from_hf(
     mean: Sequence[float] | None,
     std: Sequence[float] | None,
     source: str,
+    validate: bool = True,
 ) -> DataModule:
-    """Shared body of the ``image_folder`` and ``hf_image`` builders."""
+    """Shared body of the ``image_folder`` and ``hf_image`` builders.
+
+    Labels of every split are checked against the classes up front (a val label out of range must
+    not surface at the final evaluation), and with ``validate`` every image is decoded once, so a
+    corrupt file fails before training, naming it.
+    """
     import datasets
 
     first = ds[next(iter(ds))]
@@ -212,6 +254,11 @@ def image_classification_from_hf(
         class_names = [str(c) for c in sorted(set(train[lab_col]))]
         if class_names != [str(i) for i in range(len(class_names))]:
             raise ValueError(f"labels in column {lab_col!r} must be 0..K-1 integers or a ClassLabel feature")
+    for name, part in (("train", train), ("val", val), ("test", test)):
+        if part is not None:
+            check_labels(part, lab_col, num_classes=len(class_names), split=name, source=source)
+            if validate:
+                check_images(part, img_col, split=name, source=source)
     mean, std = resolve_mean_std(in_chans, mean, std)
     kw = {"image_size": image_size, "in_chans": in_chans, "mean": mean, "std": std}
     train_tf = timm_transform(**kw, training=augment)
@@ -247,6 +294,7 @@ def build_image_folder(
     augment: bool = True,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    validate: bool = True,
 ) -> DataModule:
     """Classification from ``<path>/<class>/*.png`` (or ``<path>/{train,validation,test}/<class>/...``).
 
@@ -259,6 +307,7 @@ def build_image_folder(
         augment: Random-resized-crop + flip on the train split.
         mean: Normalization mean (default ImageNet's).
         std: Normalization std (default ImageNet's).
+        validate: Decode every image once up front (a corrupt file fails at once, naming it).
     """
     ds = load_hf_dataset(path, builder="imagefolder")
     return image_classification_from_hf(
@@ -273,6 +322,7 @@ def build_image_folder(
         mean=mean,
         std=std,
         source=str(path),
+        validate=validate,
     )
 
 
@@ -290,6 +340,7 @@ def build_hf_image(
     augment: bool = True,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    validate: bool = True,
 ) -> DataModule:
     """Classification from a ``save_to_disk`` folder or a hub dataset (e.g. ``"cifar10"`` online).
 
@@ -305,6 +356,7 @@ def build_hf_image(
         augment: Random-resized-crop + flip on the train split.
         mean: Normalization mean (default ImageNet's).
         std: Normalization std (default ImageNet's).
+        validate: Decode every image once up front (a corrupt file fails at once, naming it).
     """
     ds = load_hf_dataset(path, config_name=config_name)
     return image_classification_from_hf(
@@ -319,10 +371,13 @@ def build_hf_image(
         mean=mean,
         std=std,
         source=str(path),
+        validate=validate,
     )
 
 
-@register_dataset("digits", "sklearn's 8x8 handwritten digits (1797 images, 10 classes), upsampled")
+@register_dataset(
+    "digits", "sklearn's 8x8 handwritten digits (1797 images, 10 classes), upsampled", embedded=True
+)
 def build_digits(
     *,
     image_size: int = 32,
@@ -350,6 +405,7 @@ def build_digits(
 
     if in_chans not in (1, 3):
         raise ValueError(f"digits supports in_chans 1 or 3, got {in_chans}")
+    check_int("image_size", image_size, minimum=1, maximum=4096)
     d = load_digits()
     x = torch.from_numpy(d.images.astype(np.float32) / 16.0).unsqueeze(1)  # [N, 1, 8, 8] in [0, 1]
     if image_size != 8:

@@ -13,6 +13,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+#: Label of pixels that no loss or metric counts ("ignore"). A folder's ``ignore_value`` (the
+#: stored value that marks such pixels) is mapped to it; class ids therefore stay below 255.
+IGNORE_INDEX = 255
+
 
 def _open_pil(path: Path):
     from PIL import Image, UnidentifiedImageError
@@ -55,7 +59,11 @@ def image_to_array(im: Any, *, in_chans: int, name: str = "image") -> np.ndarray
             arr = (arr @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[..., None]
         else:
             raise ValueError(f"{name}: has {c} channels, cannot make {in_chans}")
-    return np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32)
+    out = np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32)
+    if not np.isfinite(out).all():
+        bad = int((~np.isfinite(out)).sum())
+        raise ValueError(f"{name}: {bad} pixel value(s) are NaN or infinite; images must hold finite values")
+    return out
 
 
 def _scale_array(arr: np.ndarray) -> np.ndarray:
@@ -134,16 +142,37 @@ def _parse_color(key: Any) -> tuple[int, ...] | int:
     return int(key)
 
 
+def _ignore_pixels(raw: np.ndarray, ignore_value: Any, name: str) -> np.ndarray:
+    """Boolean map of the pixels whose stored value is ``ignore_value`` (a value or a colour)."""
+    key = _parse_color(ignore_value)
+    if isinstance(key, tuple):
+        if raw.ndim != 3 or raw.shape[-1] < len(key):
+            raise ValueError(
+                f"{name}: ignore_value {ignore_value!r} is a colour but the mask is single-channel"
+            )
+        return (raw[..., : len(key)] == np.asarray(key, dtype=raw.dtype)).all(-1)
+    if raw.ndim == 3:
+        return (raw == key).all(-1)
+    return raw == key
+
+
+def _is_ignore_class(v: Any) -> bool:
+    return (isinstance(v, str) and v.strip().lower() == "ignore") or (
+        not isinstance(v, (str, bool)) and int(v) == IGNORE_INDEX
+    )
+
+
 def to_label_map(
     raw: np.ndarray,
     *,
     mode: str = "binary",
     threshold: float | None = None,
-    value_map: Mapping[Any, int] | None = None,
+    value_map: Mapping[Any, int | str] | None = None,
     num_classes: int | None = None,
+    ignore_value: Any = None,
     name: str = "mask",
 ) -> np.ndarray:
-    """Stored mask values -> int64 class ids ``[H, W]``.
+    """Stored mask values -> int64 class ids ``[H, W]`` (``IGNORE_INDEX`` = 255 for ignored pixels).
 
     Args:
         raw: ``[H, W]`` or ``[H, W, C]`` mask values.
@@ -151,24 +180,37 @@ def to_label_map(
             channels). ``"multiclass"``: values are class ids, or are translated by ``value_map``.
         threshold: Binary threshold; ``None`` = automatic: ``> 127`` for 8-bit masks that reach
             128 or more (0/255 masks; robust to JPEG noise), else ``> 0`` (0/1 masks, label and
-            16-bit instance masks).
+            16-bit instance masks). Ignored pixels do not take part in the automatic choice, so a
+            0/1 mask with 255 for "ignore" keeps its 0/1 meaning.
         value_map: ``{stored value: class id}``; keys may be ints or colours (``(r, g, b)`` or
-            ``"r,g,b"``). Every stored value must be listed.
+            ``"r,g,b"``); a class id of ``"ignore"`` or 255 marks ignored pixels. Every stored value
+            must be listed.
         num_classes: Class ids must lie in ``[0, num_classes)`` in multiclass mode.
+        ignore_value: Stored value (or colour) of pixels that no loss or metric counts; they get
+            label ``IGNORE_INDEX`` (255). None: no pixel is ignored.
         name: What to call the mask in error messages (its file name).
 
     Raises:
         ValueError: unknown mode, a value outside ``value_map`` or a class id out of range.
     """
+    ignored = None if ignore_value is None else _ignore_pixels(raw, ignore_value, name)
+    if ignored is not None and not ignored.any():
+        ignored = None
     if mode == "binary":
         gray = raw.max(axis=-1) if raw.ndim == 3 else raw
         if threshold is None:
-            threshold = 127 if gray.dtype == np.uint8 and gray.size and gray.max() >= 128 else 0
-        return (gray > threshold).astype(np.int64)
+            kept = gray if ignored is None else gray[~ignored]
+            threshold = 127 if gray.dtype == np.uint8 and kept.size and kept.max() >= 128 else 0
+        labels = (gray > threshold).astype(np.int64)
+        if ignored is not None:
+            labels[ignored] = IGNORE_INDEX
+        return labels
     if mode != "multiclass":
         raise ValueError(f"mask_mode must be 'binary' or 'multiclass', got {mode!r}")
     if value_map:
-        parsed = {_parse_color(k): int(v) for k, v in value_map.items()}
+        parsed = {
+            _parse_color(k): IGNORE_INDEX if _is_ignore_class(v) else int(v) for k, v in value_map.items()
+        }
         colour = any(isinstance(k, tuple) for k in parsed)
         if colour:
             if raw.ndim != 3:
@@ -184,11 +226,13 @@ def to_label_map(
             codes = raw.reshape(-1).astype(np.int64)
             table = dict(parsed)
         uniq, inverse = np.unique(codes, return_inverse=True)
-        missing = [int(u) for u in uniq if int(u) not in table]
+        valid_codes = uniq if ignored is None else np.unique(codes[~ignored.reshape(-1)])
+        missing = [int(u) for u in valid_codes if int(u) not in table]
         if missing:
             shown = [(u >> 16, (u >> 8) & 255, u & 255) if colour else u for u in missing[:8]]
             raise ValueError(f"{name}: mask values {shown} are not in value_map {dict(value_map)}")
-        labels = np.array([table[int(u)] for u in uniq], dtype=np.int64)[inverse].reshape(raw.shape[:2])
+        lut = np.array([table.get(int(u), IGNORE_INDEX) for u in uniq], dtype=np.int64)
+        labels = lut[inverse].reshape(raw.shape[:2])
     else:
         if raw.ndim == 3:
             if not (raw == raw[..., :1]).all():
@@ -197,11 +241,16 @@ def to_label_map(
                 )
             raw = raw[..., 0]
         labels = raw.astype(np.int64)
-    if num_classes is not None and labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        bad = sorted({int(v) for v in np.unique(labels) if not 0 <= v < num_classes})
-        raise ValueError(
-            f"{name}: unexpected mask values {bad[:8]} for num_classes={num_classes} (pass value_map=...)"
-        )
+    if ignored is not None:
+        labels[ignored] = IGNORE_INDEX
+    if num_classes is not None and labels.size:
+        valid = labels[labels != IGNORE_INDEX] if (ignored is not None or value_map) else labels
+        if valid.size and (valid.min() < 0 or valid.max() >= num_classes):
+            bad = sorted({int(v) for v in np.unique(valid) if not 0 <= v < num_classes})
+            hint = "pass value_map=... or ignore_value=..." if IGNORE_INDEX in bad else "pass value_map=..."
+            raise ValueError(
+                f"{name}: unexpected mask values {bad[:8]} for num_classes={num_classes} ({hint})"
+            )
     return labels
 
 

@@ -1,11 +1,12 @@
-"""Real fluorescence nuclei (DSB-2018) tiles from the image + instance mask shipped in ``stardist``.
+"""Real fluorescence nuclei (DSB-2018) tiles from one image + instance mask shipped with kanzoo.
 
-The PyPI package ``stardist`` ships ``stardist/data/images/img2d.tif`` (512x512, uint16) and
-``mask2d.tif`` (its instance labels). They are read with ``tifffile``; ``stardist`` is never
-imported. The instance mask becomes binary (nucleus vs background), the image is normalized by
-its 1st/99.8th percentiles (as is usual for fluorescence), and both are cut into a grid of
-non-overlapping tiles. Tiles are split between train and val by a seeded permutation, so no
-pixel is in two splits.
+``kanzoo/data/assets/nuclei_dsb2018.npz`` (207 KB) holds a 512x512 image of stained nuclei from the
+2018 Data Science Bowl (BBBC038v1) and its instance labels: the pixel values of the sample TIFFs
+that the ``stardist`` package ships (provenance, checksums and license in
+``kanzoo/data/assets/NUCLEI_LICENSE.md``). It is read with numpy (no pickle). The instance mask
+becomes binary (nucleus vs background), the image is normalized by its 1st/99.8th percentiles (as
+is usual for fluorescence), and both are cut into a grid of non-overlapping tiles. Tiles are split
+between train and val by a seeded permutation, so no pixel is in two splits.
 """
 
 from __future__ import annotations
@@ -17,29 +18,40 @@ import torch
 from torch.utils.data import Dataset
 
 from .base import DataModule, as_size, normalize, register_dataset
-from .corpora import package_data_dir
 from .masks import augment_pair, resize_pair
+
+SAMPLE = Path(__file__).resolve().parent / "assets" / "nuclei_dsb2018.npz"
 
 
 def load_nuclei_arrays(data_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(image float32 [H, W] in [0, 1], instance labels int64 [H, W])``.
 
     Args:
-        data_dir: Folder holding ``img2d.tif`` and ``mask2d.tif`` (default: inside ``stardist``).
+        data_dir: Folder holding ``img2d.tif`` and ``mask2d.tif`` (read with ``tifffile``); default:
+            the sample shipped with kanzoo.
     """
-    import tifffile
+    if data_dir is None:
+        with np.load(SAMPLE, allow_pickle=False) as arrays:
+            raw, inst = arrays["image"], arrays["mask"].astype(np.int64)
+        source = f"{SAMPLE}"
+    else:
+        import tifffile
 
-    root = Path(data_dir) if data_dir is not None else package_data_dir("stardist", "stardist/data/images")
-    img_path, mask_path = root / "img2d.tif", root / "mask2d.tif"
-    for p in (img_path, mask_path):
-        if not p.is_file():
-            raise FileNotFoundError(f"nuclei data file not found: {p}")
-    img = tifffile.imread(img_path).astype(np.float32)
-    inst = tifffile.imread(mask_path).astype(np.int64)
-    if img.shape != inst.shape or img.ndim != 2:
-        raise ValueError(f"size mismatch: {img_path} is {img.shape} but {mask_path} is {inst.shape}")
-    lo, hi = np.percentile(img, [1.0, 99.8])
-    img = np.clip((img - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
+        root = Path(data_dir)
+        img_path, mask_path = root / "img2d.tif", root / "mask2d.tif"
+        for p in (img_path, mask_path):
+            if not p.is_file():
+                raise FileNotFoundError(f"nuclei data file not found: {p}")
+        raw, inst = tifffile.imread(img_path), tifffile.imread(mask_path).astype(np.int64)
+        source = f"{img_path} and {mask_path}"
+    if raw.shape != inst.shape or raw.ndim != 2:
+        raise ValueError(
+            f"nuclei image and mask must be 2-D of one size, got {raw.shape} and {inst.shape} ({source})"
+        )
+    img = raw.astype(np.float32)
+    # Python floats: NumPy 2 promotes a float32 array combined with float64 *scalars* to float64.
+    lo, hi = (float(v) for v in np.percentile(img, [1.0, 99.8]))
+    img = np.clip((img - lo) / max(hi - lo, 1e-6), 0.0, 1.0).astype(np.float32)
     return img, inst
 
 
@@ -99,7 +111,7 @@ class TileDataset(Dataset):
         }
 
 
-@register_dataset("nuclei", "Real DSB-2018 nuclei tiles (binary) from the image shipped in `stardist`")
+@register_dataset("nuclei", "Real DSB-2018 nuclei tiles (binary) from the image shipped with kanzoo")
 def build_nuclei(
     *,
     tile_size: int = 64,
@@ -121,7 +133,7 @@ def build_nuclei(
         val_fraction: Fraction of tiles used as val.
         seed: Split seed (a permutation of the tile grid).
         augment: Random flips / 90° rotations on train tiles.
-        data_dir: Folder with ``img2d.tif``/``mask2d.tif`` (default: inside ``stardist``).
+        data_dir: Folder with ``img2d.tif``/``mask2d.tif`` (default: the sample shipped with kanzoo).
     """
     img, inst = load_nuclei_arrays(data_dir)
     h, w = img.shape
@@ -154,6 +166,6 @@ def build_nuclei(
             "mean": mean,
             "std": std,
             "class_names": ["background", "nucleus"],
-            "source": "stardist package: DSB-2018 img2d.tif / mask2d.tif",
+            "source": str(data_dir) if data_dir is not None else "DSB-2018 (BBBC038v1) sample in kanzoo",
         },
     )

@@ -34,16 +34,23 @@ from torch.utils.data import Dataset
 from .base import (
     DataModule,
     as_size,
-    atomic_write_json,
     check_path,
     normalize,
-    random_split_ids,
     register_dataset,
     resolve_mean_std,
     warn_once,
-    writable_location,
 )
-from .masks import augment_pair, image_size_of, read_image, read_mask_raw, resize_pair, to_label_map
+from .masks import (
+    IGNORE_INDEX,
+    _is_ignore_class,
+    augment_pair,
+    image_size_of,
+    read_image,
+    read_mask_raw,
+    resize_pair,
+    to_label_map,
+)
+from .splits import _undo_new_split_files, load_or_create_split, split_file_path  # noqa: F401
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
 MASK_SUFFIXES = (
@@ -182,73 +189,6 @@ def find_pairs(
     return pairs, layout, 1
 
 
-# --------------------------------------------------------------------------------------------- splits
-
-
-def split_file_path(root: Path, *, seed: int, val_fraction: float, test_fraction: float) -> Path:
-    """Where the split of ``root`` lives: ``splits_seed{seed}.json`` for the default fractions
-    (val 0.2, no test), ``splits_seed{seed}_val{v}_test{t}.json`` otherwise."""
-    name = f"splits_seed{seed}.json"
-    if val_fraction != 0.2 or test_fraction != 0.0:
-        name = f"splits_seed{seed}_val{val_fraction:g}_test{test_fraction:g}.json"
-    existing = root / name
-    if existing.is_file():
-        return existing
-    return writable_location(root, name)
-
-
-def load_or_create_split(
-    root: Path,
-    ids: Sequence[str],
-    *,
-    seed: int = 0,
-    val_fraction: float = 0.2,
-    test_fraction: float = 0.0,
-    split_file: str | os.PathLike | None = None,
-) -> tuple[dict[str, list[str]], Path]:
-    """Reads the split file (given, or the default one for ``root``), creating it when missing.
-
-    A new split applies ``train_test_split(ids, random_state=seed)`` to ``ids`` in the order given
-    (callers pass them ordered by image file name, which reproduces U-KAN's split).
-
-    Raises:
-        FileNotFoundError: an explicit ``split_file`` does not exist.
-        ValueError: the file names ids that are not in the folder.
-    """
-    if split_file is not None:
-        path = check_path(split_file, "split file")
-    else:
-        path = split_file_path(root, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
-    if path.is_file():
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"split file {path} is not valid JSON: {e}") from None
-        splits = {k: [str(i) for i in data[k]] for k in ("train", "val", "test") if k in data}
-        if "train" not in splits:
-            raise ValueError(f"split file {path} has no 'train' list")
-        known = set(ids)
-        missing = sorted({i for v in splits.values() for i in v} - known)
-        if missing:
-            raise ValueError(
-                f"split file {path} names {len(missing)} id(s) not found under {root}: {missing[:5]}"
-            )
-        listed = {i for v in splits.values() for i in v}
-        extra = sorted(known - listed)
-        if extra:
-            warn_once(
-                f"{len(extra)} id(s) under {root} are in no split of {path} and are unused: {extra[:5]}"
-            )
-        return splits, path
-    splits = random_split_ids(
-        ids, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, sort=False
-    )
-    record = {**splits, "seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction}
-    record["method"] = "sklearn train_test_split(ids ordered by image file name, random_state=seed)"
-    atomic_write_json(path, record)
-    return splits, path
-
-
 # --------------------------------------------------------------------------------------------- dataset
 
 
@@ -277,11 +217,17 @@ class SegmentationFolder(Dataset):
             always multiclass).
         num_classes: Number of classes in multiclass mode (default: from ``value_map``).
         mask_threshold: Binary threshold (``None`` = automatic, see ``masks.to_label_map``).
-        value_map: ``{stored value or colour: class id}`` for multiclass masks.
+        value_map: ``{stored value or colour: class id}`` for multiclass masks (class id
+            ``"ignore"`` or 255: ignored pixels).
+        ignore_value: Stored mask value (or ``"r,g,b"`` colour) of pixels that no loss and no
+            metric counts (label ``IGNORE_INDEX`` = 255); None: every pixel counts.
         mean: Normalization mean (default ImageNet's).
         std: Normalization std (default ImageNet's).
         augment: Random flips / 90° rotations (for training).
         check_sizes: Compare image and mask sizes from file headers at construction.
+        validate: Decode every image and mask of the split once at construction, so a corrupt
+            file, a non-finite pixel or a mask value outside the classes fails at once naming the
+            file, not in the middle (or at the end) of training.
     """
 
     def __init__(
@@ -303,11 +249,13 @@ class SegmentationFolder(Dataset):
         mask_mode: str = "binary",
         num_classes: int | None = None,
         mask_threshold: float | None = None,
-        value_map: Mapping[Any, int] | None = None,
+        value_map: Mapping[Any, int | str] | None = None,
+        ignore_value: Any = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         augment: bool = False,
         check_sizes: bool = True,
+        validate: bool = True,
     ) -> None:
         self.root = check_path(root, "segmentation root")
         pairs, self.layout, n_dirs = find_pairs(
@@ -342,10 +290,16 @@ class SegmentationFolder(Dataset):
         if mask_mode == "binary":
             num_classes = 2
         elif num_classes is None:
-            if not value_map:
+            classes = [v for v in (value_map or {}).values() if not _is_ignore_class(v)]
+            if not classes:
                 raise ValueError("multiclass masks need num_classes=... or value_map=...")
-            num_classes = max(int(v) for v in value_map.values()) + 1
+            num_classes = max(int(v) for v in classes) + 1
+        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or not 2 <= num_classes <= 255:
+            raise ValueError(
+                f"num_classes must be an integer in [2, 255] (255 is the ignore label), got {num_classes!r}"
+            )
         self.num_classes = int(num_classes)
+        self.ignore_value = ignore_value
         self.n_dirs = n_dirs
         self.size = as_size(image_size)
         self.in_chans = in_chans
@@ -355,6 +309,22 @@ class SegmentationFolder(Dataset):
         if check_sizes:
             for p in self.pairs:
                 self._check_sizes(p)
+        if validate:
+            for i in range(len(self.pairs)):
+                self._validate(i)
+
+    def _validate(self, i: int) -> None:
+        """Decode sample ``i`` (image and mask) the way ``__getitem__`` does; errors name the file."""
+        self._load(i)
+
+    def _load(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = self.original_image(i), self.original_mask(i)
+        if tuple(image.shape[-2:]) != tuple(mask.shape):
+            raise ValueError(
+                f"size mismatch: image {self.pairs[i].image} is {tuple(image.shape[-2:])} "
+                f"but its mask is {tuple(mask.shape)}"
+            )
+        return image, mask
 
     @staticmethod
     def _check_sizes(p: Pair) -> tuple[int, int]:
@@ -381,13 +351,18 @@ class SegmentationFolder(Dataset):
     def original_mask(self, i: int) -> torch.Tensor:
         """Unresized label map ``[H, W]`` (int64)."""
         p = self.pairs[i]
-        kw = {"threshold": self.mask_threshold}
+        kw = {"threshold": self.mask_threshold, "ignore_value": self.ignore_value}
         if self.layout == "ukan" and self.n_dirs > 1:
-            out = None
+            out = ignored = None
             for c, m in enumerate(p.masks):
-                fg = to_label_map(read_mask_raw(m), mode="binary", name=str(m), **kw).astype(bool)
-                out = np.zeros(fg.shape, dtype=np.int64) if out is None else out
-                out[fg] = c + 1
+                lm = to_label_map(read_mask_raw(m), mode="binary", name=str(m), **kw)
+                if out is None:
+                    out, ignored = np.zeros(lm.shape, dtype=np.int64), np.zeros(lm.shape, dtype=bool)
+                elif lm.shape != out.shape:
+                    raise ValueError(f"mask {m} is {lm.shape} but {p.masks[0]} is {out.shape}")
+                out[lm == 1] = c + 1  # later class folders win overlaps
+                ignored |= lm == IGNORE_INDEX
+            out[ignored] = IGNORE_INDEX  # ignored in any class folder: ignored
             label = out
         else:
             label = None
@@ -400,17 +375,12 @@ class SegmentationFolder(Dataset):
                     name=str(m),
                     **kw,
                 )
-                label = lm if label is None else np.maximum(label, lm)
+                label = lm if label is None else _merge_labels(label, lm)
         return torch.from_numpy(label)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         p = self.pairs[i]
-        image, mask = self.original_image(i), self.original_mask(i)
-        if tuple(image.shape[-2:]) != tuple(mask.shape):
-            raise ValueError(
-                f"size mismatch: image {p.image} is {tuple(image.shape[-2:])} "
-                f"but its mask is {tuple(mask.shape)}"
-            )
+        image, mask = self._load(i)
         orig = torch.tensor(image.shape[-2:], dtype=torch.long)
         image, mask = resize_pair(image, mask, self.size)
         if self.augment:
@@ -421,6 +391,16 @@ class SegmentationFolder(Dataset):
             "id": p.id,
             "orig_size": orig,
         }
+
+
+def _merge_labels(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Union of two label maps of one image (larger class wins; a pixel ignored in either stays ignored)."""
+    if a.shape != b.shape:
+        raise ValueError(f"masks of one image differ in size: {a.shape} vs {b.shape}")
+    ignored = (a == IGNORE_INDEX) | (b == IGNORE_INDEX)
+    out = np.maximum(np.where(a == IGNORE_INDEX, 0, a), np.where(b == IGNORE_INDEX, 0, b))
+    out[ignored] = IGNORE_INDEX
+    return out
 
 
 def _predefined_split_roots(root: Path, image_dir: str) -> dict[str, Path] | None:
@@ -450,10 +430,12 @@ def build_segmentation_folder(
     mask_mode: str = "binary",
     num_classes: int | None = None,
     mask_threshold: float | None = None,
-    value_map: Mapping[Any, int] | None = None,
+    value_map: Mapping[Any, int | str] | None = None,
+    ignore_value: Any = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     augment: bool = True,
+    validate: bool = True,
 ) -> DataModule:
     """Segmentation from a folder (layouts and splits: see the module docstring).
 
@@ -472,10 +454,14 @@ def build_segmentation_folder(
         mask_mode: ``"binary"`` or ``"multiclass"``.
         num_classes: Classes in multiclass mode.
         mask_threshold: Binary threshold (``None`` = automatic).
-        value_map: ``{stored value or colour: class id}``.
+        value_map: ``{stored value or colour: class id}`` (class ``"ignore"`` or 255: ignored).
+        ignore_value: Stored mask value (or ``"r,g,b"``) of pixels no loss or metric counts, e.g.
+            255 in a 0/1 mask; they get label 255 (``kanzoo.data.masks.IGNORE_INDEX``).
         mean: Normalization mean (default ImageNet's, as in U-KAN).
         std: Normalization std.
         augment: Flips / 90° rotations on the train split.
+        validate: Decode every image and mask once up front (corrupt files, non-finite pixels and
+            mask values outside the classes fail before training starts, naming the file).
     """
     root = check_path(root, "segmentation root")
     common = {
@@ -489,13 +475,41 @@ def build_segmentation_folder(
         "num_classes": num_classes,
         "mask_threshold": mask_threshold,
         "value_map": value_map,
+        "ignore_value": ignore_value,
         "mean": mean,
         "std": std,
+        "validate": validate,
     }
+    with _undo_new_split_files():
+        train, val, test, split_info = _build_splits(
+            root, common, augment=augment, seed=seed, val_fraction=val_fraction,
+            test_fraction=test_fraction, split_file=split_file, image_dir=image_dir,
+        )  # fmt: skip
+    return DataModule(
+        task="segmentation",
+        train=train,
+        val=val,
+        test=test,
+        info={
+            "num_classes": train.num_classes,
+            "in_chans": in_chans,
+            "image_size": image_size,
+            "mean": train.mean,
+            "std": train.std,
+            "layout": train.layout,
+            "split": split_info,
+            "source": str(root),
+            "ignore_index": IGNORE_INDEX,
+            "ignore_value": ignore_value,
+        },
+    )
+
+
+def _build_splits(root, common, *, augment, seed, val_fraction, test_fraction, split_file, image_dir):
     sub = _predefined_split_roots(root, image_dir) if split_file is None else None
     if sub is not None:
-        train = SegmentationFolder(root=sub["train"], augment=augment, **common)
         if "val" in sub:
+            train = SegmentationFolder(root=sub["train"], augment=augment, **common)
             val = SegmentationFolder(root=sub["val"], **common)
         else:  # carve val out of the train folder with a split file there
             kw = {"seed": seed, "val_fraction": val_fraction}
@@ -518,19 +532,4 @@ def build_segmentation_folder(
             if splits.get("test"):
                 test = SegmentationFolder(root=root, split="test", **kw, **common)
         split_info = str(train.split_path)
-    return DataModule(
-        task="segmentation",
-        train=train,
-        val=val,
-        test=test,
-        info={
-            "num_classes": train.num_classes,
-            "in_chans": in_chans,
-            "image_size": image_size,
-            "mean": train.mean,
-            "std": train.std,
-            "layout": train.layout,
-            "split": split_info,
-            "source": str(root),
-        },
-    )
+    return train, val, test, split_info

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .base import DataModule, normalize, register_dataset
+from .base import DataModule, check_int, normalize, register_dataset
 
 SHAPE_CLASSES = ("background", "circle", "rectangle", "triangle")
 _SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
@@ -151,7 +151,9 @@ class ShapesDataset(Dataset):
         }
 
 
-@register_dataset("shapes", "Procedural textured shapes for segmentation (binary or 4-class), any size/count")
+@register_dataset(
+    "shapes", "Procedural textured shapes for segmentation (binary or 4-class), any size/count", embedded=True
+)
 def build_shapes(
     *,
     image_size: int = 64,
@@ -181,6 +183,15 @@ def build_shapes(
         max_shapes: Maximum shapes per image.
         noise: Pixel noise std.
     """
+    check_int("image_size", image_size, minimum=8, maximum=4096)
+    check_int("in_chans", in_chans, minimum=1, maximum=4)
+    check_int("num_train", num_train, minimum=1)
+    check_int("num_val", num_val, minimum=1)
+    check_int("num_test", num_test, minimum=0)
+    check_int("min_shapes", min_shapes, minimum=0)
+    check_int("max_shapes", max_shapes, minimum=max(min_shapes, 1))
+    if not 0.0 <= float(noise) <= 10.0:
+        raise ValueError(f"noise must be in [0, 10], got {noise}")
     kw = {
         "image_size": image_size,
         "in_chans": in_chans,

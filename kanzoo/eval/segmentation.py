@@ -47,8 +47,10 @@ from scipy import ndimage
 __all__ = [
     "SegmentationAccumulator",
     "confusion_counts",
+    "confusion_matrices",
     "hd95",
     "logits_to_labels",
+    "scores_from_confusion",
     "segmentation_scores",
     "to_label_list",
 ]
@@ -124,12 +126,87 @@ def confusion_counts(
     pred: np.ndarray, target: np.ndarray, num_classes: int, ignore_index: int | None = None
 ) -> np.ndarray:
     """Confusion matrix ``C[t, p]`` = number of pixels with target ``t`` predicted as ``p``."""
-    valid = np.ones(target.shape, dtype=bool) if ignore_index is None else target != ignore_index
-    t = target[valid]
-    p = pred[valid]
-    return np.bincount(t * num_classes + p, minlength=num_classes * num_classes).reshape(
-        num_classes, num_classes
-    )
+    cm = confusion_matrices(
+        torch.as_tensor(np.asarray(pred))[None], torch.as_tensor(np.asarray(target))[None],
+        num_classes=num_classes, ignore_index=ignore_index,
+    )  # fmt: skip
+    return cm[0].numpy()
+
+
+def confusion_matrices(
+    preds: Any,
+    targets: Any,
+    *,
+    num_classes: int,
+    ignore_index: int | None = None,
+    names: Sequence[str] | None = None,
+) -> torch.Tensor:
+    """Per-image confusion matrices of a batch: ``C[b, t, p]`` pixels of target ``t`` predicted ``p``.
+
+    The one counting routine behind every segmentation score in kanzoo (the trainer's validation
+    IoU/Dice and ``evaluate.py``'s): target pixels equal to ``ignore_index`` are left out.
+
+    Args:
+        preds: ``(B, ...)`` integer labels in ``[0, num_classes)`` (tensor or array; any device).
+        targets: ``(B, ...)`` integer labels in ``[0, num_classes)`` or ``ignore_index``.
+        num_classes: classes including background (2 for binary).
+        ignore_index: target value whose pixels are not counted.
+        names: one label per image for error messages (default ``image <b>``).
+
+    Returns:
+        ``(B, num_classes, num_classes)`` int64 counts on the device of ``preds``.
+
+    Raises:
+        ValueError: shapes differ or a label is out of range (the message names the image).
+    """
+    p = torch.as_tensor(preds)
+    t = torch.as_tensor(targets, device=p.device)
+    if p.shape != t.shape or p.ndim < 1:
+        raise ValueError(f"prediction shape {tuple(p.shape)} != target shape {tuple(t.shape)}")
+    k = int(num_classes)
+    b = p.shape[0]
+    p = p.reshape(b, -1).long()
+    t = t.reshape(b, -1).long()
+    valid = torch.ones_like(t, dtype=torch.bool) if ignore_index is None else t != ignore_index
+    bad_p = (p < 0) | (p >= k)
+    bad_t = ((t < 0) | (t >= k)) & valid
+    if bool(bad_p.any()) or bool(bad_t.any()):
+        i = int((bad_p | bad_t).any(1).nonzero()[0, 0])
+        label = names[i] if names is not None else f"image {i}"
+        if bool(bad_p[i].any()):
+            lo, hi = int(p[i].min()), int(p[i].max())
+            raise ValueError(f"{label}: predicted labels must lie in [0, {k - 1}], got {lo}..{hi}")
+        shown = torch.unique(t[i][bad_t[i]])[:10].tolist()
+        raise ValueError(
+            f"{label}: target labels must lie in [0, {k - 1}]"
+            + ("" if ignore_index is None else f" or equal ignore_index={ignore_index}")
+            + f", got values {shown}"
+        )
+    offset = torch.arange(b, device=p.device)[:, None] * (k * k)
+    code = torch.where(valid, offset + t * k + p, b * k * k)
+    counts = torch.bincount(code.reshape(-1), minlength=b * k * k + 1)[: b * k * k]
+    return counts.reshape(b, k, k)
+
+
+def scores_from_confusion(cm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image foreground IoU and Dice from ``(B, K, K)`` confusion matrices (float64).
+
+    A foreground class absent from both the prediction and the target of an image is skipped; an
+    image where every foreground class is absent scores 1.0 (see the module docs).
+    """
+    cm = cm.double()
+    tp = torch.diagonal(cm, dim1=-2, dim2=-1)[:, 1:]
+    fp = cm.sum(-2)[:, 1:] - tp
+    fn = cm.sum(-1)[:, 1:] - tp
+    union = tp + fp + fn
+    present = union > 0
+    iou_c = torch.where(present, tp / union.clamp(min=1), torch.zeros_like(tp))
+    dice_c = torch.where(present, 2 * tp / (2 * tp + fp + fn).clamp(min=1), torch.zeros_like(tp))
+    n = present.sum(-1)
+    none = n == 0
+    iou = torch.where(none, torch.ones_like(n, dtype=cm.dtype), iou_c.sum(-1) / n.clamp(min=1))
+    dice = torch.where(none, torch.ones_like(n, dtype=cm.dtype), dice_c.sum(-1) / n.clamp(min=1))
+    return iou, dice
 
 
 def _surface(mask: np.ndarray) -> np.ndarray:
@@ -172,6 +249,17 @@ def hd95(
         return 0.0
     if a_any != b_any:
         return float(math.sqrt(float(np.sum((np.asarray(a.shape) * sp) ** 2))))
+    # Everything outside the bounding box of both masks (plus one pixel) is background, so the
+    # surfaces and their exact distances are the same on that crop: memory follows the objects,
+    # not the image.
+    union = a | b
+    box = []
+    for axis in range(union.ndim):
+        hits = np.flatnonzero(union.any(axis=tuple(d for d in range(union.ndim) if d != axis)))
+        box.append(slice(max(int(hits[0]) - 1, 0), int(hits[-1]) + 2))
+    box = tuple(box)
+    del union
+    a, b = a[box], b[box]
     sa, sb = _surface(a), _surface(b)
     d_ab = ndimage.distance_transform_edt(~sb, sampling=sp)[sa]
     d_ba = ndimage.distance_transform_edt(~sa, sampling=sp)[sb]
@@ -188,7 +276,10 @@ class SegmentationAccumulator:
     """Streams images into the statistics behind :func:`segmentation_scores` (same conventions).
 
     Only per-image scalars and one ``K x K`` confusion matrix are kept, so whole datasets at their
-    original resolution can be scored without holding every mask in memory.
+    original resolution can be scored without holding every mask in memory. The trainer's
+    validation metric uses the same class (:meth:`sums` / :meth:`from_sums` give additive
+    statistics that can be all-reduced across processes), so the IoU printed during training and
+    the one ``evaluate.py`` reports are computed by one code path.
 
     Args:
         num_classes: number of classes including background (2 for binary).
@@ -197,6 +288,9 @@ class SegmentationAccumulator:
         hd95_convention: ``"pooled"`` (medpy) or ``"max"`` (MONAI), see :func:`hd95`.
         spacing: pixel size per axis for HD95 (default: pixels).
     """
+
+    #: Keys of :meth:`sums` (fixed order, so processes can all-reduce them as one vector).
+    SUM_KEYS = ("iou", "dice", "n")
 
     def __init__(
         self,
@@ -222,53 +316,98 @@ class SegmentationAccumulator:
         self.img_iou: list[float] = []
         self.img_dice: list[float] = []
         self.img_hd: list[float] = []
+        self.img_ids: list[str] = []
         self.one_empty = 0
+        self.ignored = 0
 
     def update(self, pred: Any, target: Any, name: str | None = None) -> tuple[float, float, float]:
-        """Add one image; returns its ``(iou, dice, hd95)``. ``name`` labels error messages."""
+        """Add one image; returns its ``(iou, dice, hd95)``. ``name`` is its id (also in error messages)."""
         (p,) = to_label_list([pred], "preds")
         (t,) = to_label_list([target], "targets")
-        label = name if name is not None else f"image {len(self.img_iou)}"
-        k, ignore = self.num_classes, self.ignore_index
+        name = name if name is not None else f"image {len(self.img_iou)}"
+        label = f"mask of {name}"
         if p.shape != t.shape:
             raise ValueError(f"{label}: prediction shape {p.shape} != target shape {t.shape}")
-        if p.size and (p.min() < 0 or p.max() >= k):
-            raise ValueError(f"{label}: predicted labels must lie in [0, {k - 1}], got {p.min()}..{p.max()}")
-        valid_t = t if ignore is None else t[t != ignore]
-        if valid_t.size and (valid_t.min() < 0 or valid_t.max() >= k):
-            raise ValueError(
-                f"{label}: target labels must lie in [0, {k - 1}]"
-                + ("" if ignore is None else f" or equal ignore_index={ignore}")
-                + f", got values {np.unique(valid_t)[:10].tolist()}"
-            )
-        cm = confusion_counts(p, t, k, ignore)
-        self.total += cm
-        ious, dices = [], []
-        for c in range(1, k):
-            tp = cm[c, c]
-            fp = cm[:, c].sum() - tp
-            fn = cm[c, :].sum() - tp
-            if tp + fp + fn == 0:
-                continue
-            ious.append(tp / (tp + fp + fn))
-            dices.append(2 * tp / (2 * tp + fp + fn))
-        iou = float(np.mean(ious)) if ious else 1.0
-        dice = float(np.mean(dices)) if dices else 1.0
-        hd = float("nan")
+        cm = confusion_matrices(
+            torch.from_numpy(p)[None], torch.from_numpy(t)[None], num_classes=self.num_classes,
+            ignore_index=self.ignore_index, names=[label],
+        )[0]  # fmt: skip
+        hd = self.image_hd95(p, t) if self.compute_hd95 else float("nan")
+        return self.add_image(cm, hd=hd, name=name, ignored=int(t.size - int(cm.sum())))
+
+    def update_batch(self, preds: Any, targets: Any, names: Sequence[str] | None = None) -> None:
+        """Add a batch ``(B, ...)`` of label maps of one size (HD95 per image when enabled).
+
+        ``names`` are the images' ids (kept in ``per_image_ids`` and used in error messages).
+        """
+        labels = None if names is None else [f"mask of {n}" for n in names]
+        cms = confusion_matrices(
+            preds, targets, num_classes=self.num_classes, ignore_index=self.ignore_index, names=labels
+        )
+        p_np = t_np = None
         if self.compute_hd95:
-            valid = np.ones(t.shape, bool) if ignore is None else t != ignore
-            dists = []
-            for c in range(1, k):
-                pc, tc = (p == c) & valid, (t == c) & valid
-                if not pc.any() and not tc.any():
-                    continue
-                self.one_empty += int(pc.any() != tc.any())
-                dists.append(hd95(pc, tc, spacing=self.spacing, convention=self.hd95_convention))
-            hd = float(np.mean(dists)) if dists else 0.0
+            p_np, t_np = _as_numpy(preds), _as_numpy(targets)
+        for i in range(cms.shape[0]):
+            label = names[i] if names is not None else f"image {len(self.img_iou)}"
+            hd = self.image_hd95(p_np[i], t_np[i]) if p_np is not None else float("nan")
+            pixels = int(torch.as_tensor(targets)[i].numel())
+            self.add_image(cms[i], hd=hd, name=label, ignored=pixels - int(cms[i].sum()))
+
+    def image_hd95(self, pred: np.ndarray, target: np.ndarray) -> float:
+        """HD95 of one image, averaged over the foreground classes present (0.0 when none is)."""
+        valid = None if self.ignore_index is None else target != self.ignore_index
+        dists = []
+        for c in range(1, self.num_classes):
+            pc, tc = pred == c, target == c
+            if valid is not None:
+                pc &= valid
+                tc &= valid
+            if not pc.any() and not tc.any():
+                continue
+            self.one_empty += int(pc.any() != tc.any())
+            dists.append(hd95(pc, tc, spacing=self.spacing, convention=self.hd95_convention))
+        return float(np.mean(dists)) if dists else 0.0
+
+    def add_image(
+        self, cm: Any, *, hd: float = float("nan"), name: str | None = None, ignored: int = 0
+    ) -> tuple[float, float, float]:
+        """Add one image given its ``(K, K)`` confusion matrix (e.g. counted tile by tile).
+
+        Args:
+            cm: ``C[t, p]`` pixel counts of the image (ignored pixels excluded).
+            hd: its HD95 (NaN when not computed).
+            name: its id, kept in ``per_image_ids``.
+            ignored: how many of its pixels were ignored (reported as ``ignored_pixels``).
+        """
+        cm_t = torch.as_tensor(cm).detach().cpu().long()
+        if cm_t.shape != (self.num_classes, self.num_classes):
+            k = self.num_classes
+            raise ValueError(f"confusion matrix must be {k}x{k}, got {tuple(cm_t.shape)}")
+        iou_t, dice_t = scores_from_confusion(cm_t[None])
+        iou, dice = float(iou_t[0]), float(dice_t[0])
+        self.total += cm_t.numpy()
         self.img_iou.append(iou)
         self.img_dice.append(dice)
-        self.img_hd.append(hd)
-        return iou, dice, hd
+        self.img_hd.append(float(hd))
+        self.img_ids.append(name if name is not None else f"image {len(self.img_ids)}")
+        self.ignored += int(ignored)
+        return iou, dice, float(hd)
+
+    def sums(self) -> dict[str, float]:
+        """Additive statistics (sum of per-image IoU and Dice, image count), keys :attr:`SUM_KEYS`."""
+        return {
+            "iou": float(np.sum(self.img_iou)),
+            "dice": float(np.sum(self.img_dice)),
+            "n": float(len(self.img_iou)),
+        }
+
+    @staticmethod
+    def from_sums(sums: dict[str, float]) -> dict[str, float]:
+        """Mean per-image ``iou`` and ``dice`` from (all-reduced) :meth:`sums`."""
+        n = float(sums["n"])
+        if n <= 0:
+            return {"iou": float("nan"), "dice": float("nan")}
+        return {"iou": float(sums["iou"]) / n, "dice": float(sums["dice"]) / n}
 
     def result(self) -> dict[str, Any]:
         """The metrics dict described in :func:`segmentation_scores`."""
@@ -300,11 +439,13 @@ class SegmentationAccumulator:
             "precision": macro([_safe_div(tp[c], tp[c] + fp[c]) for c in fg]),
             "recall": macro([_safe_div(tp[c], tp[c] + fn[c]) for c in fg]),
             "specificity": macro([_safe_div(tn[c], tn[c] + fp[c]) for c in fg]),
+            "per_image_ids": list(self.img_ids),
             "per_image_iou": list(self.img_iou),
             "per_image_dice": list(self.img_dice),
             "per_image_hd95": list(self.img_hd),
             "num_images": len(self.img_iou),
             "hd95_one_empty": self.one_empty,
+            "ignored_pixels": self.ignored,
         }
 
 
@@ -333,8 +474,8 @@ def segmentation_scores(
     Returns:
         A dict with floats ``iou``, ``dice``, ``iou_pooled``, ``dice_pooled``, ``miou``, ``hd95``,
         ``precision``, ``recall``, ``specificity``, lists ``per_class_iou``, ``per_class_dice``,
-        ``per_image_iou``, ``per_image_dice``, ``per_image_hd95``, and ints ``num_images``,
-        ``hd95_one_empty``.
+        ``per_image_ids``, ``per_image_iou``, ``per_image_dice``, ``per_image_hd95``, and ints
+        ``num_images``, ``hd95_one_empty``, ``ignored_pixels``.
     """
     acc = SegmentationAccumulator(
         num_classes=num_classes,

@@ -6,73 +6,53 @@
   formulas ``c·f(a·x+b)+d`` that stay trainable, and a small KAN into a sympy expression.
 
 Plots live in :mod:`kanzoo.viz`.
+
+Names are imported on first use (PEP 562); the symbolic part needs the ``[interpret]`` extra (sympy).
 """
 
-from kanzoo.interpret.edges import (
-    EdgeSet,
-    capture_inputs,
-    channel_knots,
-    channel_ranges,
-    edge_importance,
-    edge_set,
-    is_kan_conv,
-    is_kan_layer,
-    is_kan_linear,
-    kan_modules,
-)
-from kanzoo.interpret.library import (
-    SYMBOLIC_LIBRARY,
-    Candidate,
-    SymbolicFit,
-    fit_candidate,
-    register_symbolic,
-    select_fit,
-    suggest_symbolic,
-)
-from kanzoo.interpret.network import KANNetwork, count_parameters, kan_stack, kan_widths, stack_inputs
-from kanzoo.interpret.prune import PruneReport, neuron_importance, prune, slice_kan_linear
-from kanzoo.interpret.symbolic import (
-    SymbolicKANLinear,
-    auto_symbolic,
-    edge_samples,
-    make_symbolic,
-    suggest_edge,
-    symbolify,
-    to_sympy,
-)
+from kanzoo._lazy import lazy_package as _lazy_package
 
-__all__ = [
-    "SYMBOLIC_LIBRARY",
-    "Candidate",
-    "EdgeSet",
-    "KANNetwork",
-    "PruneReport",
-    "SymbolicFit",
-    "SymbolicKANLinear",
-    "auto_symbolic",
-    "capture_inputs",
-    "channel_knots",
-    "channel_ranges",
-    "count_parameters",
-    "edge_importance",
-    "edge_samples",
-    "edge_set",
-    "fit_candidate",
-    "is_kan_conv",
-    "is_kan_layer",
-    "is_kan_linear",
-    "kan_modules",
-    "kan_stack",
-    "kan_widths",
-    "make_symbolic",
-    "neuron_importance",
-    "prune",
-    "register_symbolic",
-    "select_fit",
-    "slice_kan_linear",
-    "stack_inputs",
-    "suggest_edge",
-    "suggest_symbolic",
-    "symbolify",
-    "to_sympy",
-]
+# ``prune`` is both a submodule and a function: import the function now, so that a later
+# ``import kanzoo.interpret.prune`` elsewhere cannot leave the module in its place (prune.py needs
+# only torch).
+from kanzoo.interpret.prune import prune  # noqa: F401  (in __all__ below)
+
+# Public name -> module that defines it. One line per name.
+_EXPORTS = {
+    "EdgeSet": ".edges",
+    "capture_inputs": ".edges",
+    "channel_knots": ".edges",
+    "channel_ranges": ".edges",
+    "edge_importance": ".edges",
+    "edge_set": ".edges",
+    "is_kan_conv": ".edges",
+    "is_kan_layer": ".edges",
+    "is_kan_linear": ".edges",
+    "kan_modules": ".edges",
+    "SYMBOLIC_LIBRARY": ".library",
+    "Candidate": ".library",
+    "SymbolicFit": ".library",
+    "fit_candidate": ".library",
+    "register_symbolic": ".library",
+    "select_fit": ".library",
+    "suggest_symbolic": ".library",
+    "KANNetwork": ".network",
+    "count_parameters": ".network",
+    "kan_stack": ".network",
+    "kan_widths": ".network",
+    "stack_inputs": ".network",
+    "PruneReport": ".prune",
+    "neuron_importance": ".prune",
+    "slice_kan_linear": ".prune",
+    "SymbolicKANLinear": ".symbolic",
+    "auto_symbolic": ".symbolic",
+    "edge_samples": ".symbolic",
+    "make_symbolic": ".symbolic",
+    "suggest_edge": ".symbolic",
+    "symbolify": ".symbolic",
+    "to_sympy": ".symbolic",
+}
+
+__all__ = sorted([*_EXPORTS, "prune"])
+
+__getattr__, __dir__ = _lazy_package(__name__, _EXPORTS)

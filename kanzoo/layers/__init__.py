@@ -2,34 +2,35 @@
 
 See ``kanzoo/layers/_fused.py`` for the memory-lean, optionally compiled training path and
 ``set_compile`` / ``KANZOO_COMPILE=0`` to turn compilation off.
+
+Names are imported on first use (PEP 562); this package needs only torch (the core install).
 """
 
-from ._fused import compile_enabled, set_compile
-from ._protocol import KANLayer, is_kan_layer
-from .bases import Basis, get_basis, list_bases, register_basis
-from .factory import get_conv_layer, get_linear_layer, list_layer_specs
-from .kan_conv import KANConv1d, KANConv2d, KANConv3d, KANConvNd
-from .kan_linear import KANLinear
-from .roles import ROLES, kan_parameter_names, parameter_roles
+from kanzoo._lazy import lazy_package as _lazy_package
 
-__all__ = [
-    "ROLES",
-    "Basis",
-    "KANConv1d",
-    "KANConv2d",
-    "KANConv3d",
-    "KANConvNd",
-    "KANLayer",
-    "KANLinear",
-    "compile_enabled",
-    "get_basis",
-    "get_conv_layer",
-    "get_linear_layer",
-    "is_kan_layer",
-    "kan_parameter_names",
-    "list_bases",
-    "list_layer_specs",
-    "parameter_roles",
-    "register_basis",
-    "set_compile",
-]
+# Public name -> module that defines it (imported on first use). One line per name.
+_EXPORTS = {
+    "compile_enabled": "._fused",
+    "set_compile": "._fused",
+    "KANLayer": "._protocol",
+    "is_kan_layer": "._protocol",
+    "Basis": ".bases",
+    "get_basis": ".bases",
+    "list_bases": ".bases",
+    "register_basis": ".bases",
+    "get_conv_layer": ".factory",
+    "get_linear_layer": ".factory",
+    "list_layer_specs": ".factory",
+    "KANConv1d": ".kan_conv",
+    "KANConv2d": ".kan_conv",
+    "KANConv3d": ".kan_conv",
+    "KANConvNd": ".kan_conv",
+    "KANLinear": ".kan_linear",
+    "ROLES": ".roles",
+    "kan_parameter_names": ".roles",
+    "parameter_roles": ".roles",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = _lazy_package(__name__, _EXPORTS)

@@ -14,6 +14,7 @@ This is exactly an ordinary convolution's behaviour for its linear taps. With ``
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 
@@ -299,6 +300,14 @@ class KANConvNd(KANLayer):
         return tuple(pads)
 
     def _check_input(self, x: torch.Tensor) -> torch.dtype:
+        """Raise ``ValueError`` for a bad eager input; return the convolution dtype.
+
+        Under ``torch.fx`` tracing (``x`` a ``Proxy``) the checks are skipped and the parameters'
+        dtype is returned, as in ``KANLinear._check_input``.
+        """
+        wdtype = self._parameters["spline_weight"].dtype
+        if isinstance(x, torch.fx.Proxy):
+            return wdtype
         name = type(self).__name__
         expected = f"(N, {self.in_channels}, {_SPATIAL[self.dim]})"
         if not torch.is_tensor(x) or x.dim() not in (self.dim + 1, self.dim + 2):
@@ -309,15 +318,23 @@ class KANConvNd(KANLayer):
             raise ValueError(f"{name} expected input of shape {expected}, got {tuple(x.shape)}")
         if not x.is_floating_point():
             raise ValueError(f"{name} expects a floating-point input of shape {expected}, got {x.dtype}")
-        if torch.is_autocast_enabled(x.device.type):
-            return torch.get_autocast_dtype(x.device.type)
-        wdtype = self.spline_weight.dtype
+        device = x.device.type  # the meta device has no autocast state
+        if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
+            return torch.get_autocast_dtype(device)
         if x.dtype != wdtype:
             raise ValueError(
                 f"{name} expected input of shape {expected} and dtype {wdtype} (the parameters' dtype), "
                 f"got {x.dtype}; cast the input or the layer with .to()"
             )
         return wdtype
+
+    @staticmethod
+    def _autocast_off(x: torch.Tensor) -> contextlib.AbstractContextManager:
+        """Autocast disabled for ``x``'s device type; a no-op where there is no autocast (meta)."""
+        device = x.device.type
+        if torch.amp.is_autocast_available(device):
+            return torch.autocast(device, enabled=False)
+        return contextlib.nullcontext()
 
     def expand(self, x: torch.Tensor) -> torch.Tensor:
         """Per-channel basis expansion ``(N, C, *S) -> (N, C * (1 + n), *S)`` (plain autograd), in
@@ -362,7 +379,7 @@ class KANConvNd(KANLayer):
             padding = self.padding
         spec = self.basis.functional()
         params = (self.base_weight, self.spline_weight, self.spline_scaler, self.bias)
-        with torch.autocast(x.device.type, enabled=False):
+        with self._autocast_off(x):
             if spec is not None and self._pointwise(padding):
                 y = self._pointwise_forward(x, mm_dtype, spec)
             elif spec is not None and not isinstance(padding, str):

@@ -7,6 +7,7 @@ values input-major) with the concatenated weights ``[W_b | W_s * s]``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 
@@ -153,6 +154,16 @@ class KANLinear(KANLayer):
         return fused_weight(self.base_weight, self.spline_weight, self.spline_scaler)
 
     def _check_input(self, x: torch.Tensor) -> torch.dtype:
+        """Raise ``ValueError`` for a bad eager input; return the matmul dtype.
+
+        While ``torch.fx`` traces the layer, ``x`` is a ``Proxy`` with no shape or dtype to check:
+        the checks are skipped and the parameters' dtype is returned (read from ``_parameters``,
+        which the tracer does not proxy). No branch depends on tensor values, so ``torch.compile``
+        (``fullgraph=True``), ``torch.export`` and meta tensors see only shape/dtype guards.
+        """
+        wdtype = self._parameters["spline_weight"].dtype
+        if isinstance(x, torch.fx.Proxy):
+            return wdtype
         name = type(self).__name__
         if not torch.is_tensor(x):
             raise ValueError(f"{name} expects a tensor of shape (..., {self.in_features}), got {type(x)}")
@@ -164,9 +175,9 @@ class KANLinear(KANLayer):
             raise ValueError(
                 f"{name} expects a floating-point input of shape (..., {self.in_features}), got {x.dtype}"
             )
-        wdtype = self.spline_weight.dtype
-        if torch.is_autocast_enabled(x.device.type):
-            return torch.get_autocast_dtype(x.device.type)
+        device = x.device.type  # the meta device has no autocast state
+        if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
+            return torch.get_autocast_dtype(device)
         if x.dtype != wdtype:
             raise ValueError(
                 f"{name} expected input of shape (..., {self.in_features}) and dtype {wdtype} (the "
@@ -174,13 +185,21 @@ class KANLinear(KANLayer):
             )
         return wdtype
 
+    @staticmethod
+    def _autocast_off(x: torch.Tensor) -> contextlib.AbstractContextManager:
+        """Autocast disabled for ``x``'s device type; a no-op where there is no autocast (meta)."""
+        device = x.device.type
+        if torch.amp.is_autocast_available(device):
+            return torch.autocast(device, enabled=False)
+        return contextlib.nullcontext()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mm_dtype = self._check_input(x)
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
         spec = self.basis.functional()
         params = (self.base_weight, self.spline_weight, self.spline_scaler, self.bias)
-        with torch.autocast(x.device.type, enabled=False):
+        with self._autocast_off(x):
             if spec is not None:
                 # The parameters go in as they are: the Function builds the fused weight without
                 # an autograd graph and splits its gradient analytically (see _fused.py).

@@ -1,40 +1,56 @@
 """kanzoo model zoo: a registry of KAN models and their MLP/CNN twins.
 
 ``create_model(name, **overrides)``, ``list_models(pattern)``, ``model_info(name)``,
-``from_pretrained(path_or_name)``, ``list_pretrained()``; families register themselves on import.
+``from_pretrained(path_or_name)``, ``list_pretrained()``.
+
+Importing this package (explicitly, through any ``kanzoo.models.*`` module, or through the first use
+of ``kanzoo.create_model`` and the other registry names on ``kanzoo``) imports every family module
+listed below. Each registers its models with kanzoo's registry on import; ``_timm`` registers the
+classifiers with ``timm.create_model`` and ``kan_gpt`` registers KAN-GPT with transformers'
+``AutoConfig``/``AutoModelForCausalLM``. Needs the ``[models]`` extra (timm, torchvision,
+transformers, safetensors). The other names below are imported on first use.
 """
 
-# Family modules register their models on import (and _timm registers the classifiers with timm).
-from kanzoo.models import _timm, conv_kan, kan_gpt, kan_unet, kan_vit  # noqa: F401
-from kanzoo.models._base import CheckpointMismatchError, KanzooConfig, KanzooModel, count_parameters
-from kanzoo.models._registry import (
-    create_model,
-    from_pretrained,
-    is_model,
-    list_families,
-    list_models,
-    list_pretrained,
-    model_info,
-    pretrained_dir,
-    register_alias,
-    register_family,
-    register_model,
+from kanzoo._extras import require_extra as _require_extra
+from kanzoo._lazy import import_module as _import_module
+from kanzoo._lazy import lazy_package as _lazy_package
+
+# Family modules, one line each: importing one registers its models. Add a family here.
+FAMILY_MODULES = (
+    "conv_kan",
+    "kan_fit",
+    "kan_gpt",
+    "kan_pinn",
+    "kan_tsf",
+    "kan_unet",
+    "kan_vit",
+    "_timm",  # timm.create_model names for the classifier families (after the families it wraps)
 )
 
-__all__ = [
-    "CheckpointMismatchError",
-    "KanzooConfig",
-    "KanzooModel",
-    "count_parameters",
-    "create_model",
-    "from_pretrained",
-    "is_model",
-    "list_families",
-    "list_models",
-    "list_pretrained",
-    "model_info",
-    "pretrained_dir",
-    "register_alias",
-    "register_family",
-    "register_model",
-]
+# Public name -> module that defines it. One line per name.
+_EXPORTS = {
+    "CheckpointMismatchError": "._base",
+    "KanzooConfig": "._base",
+    "KanzooModel": "._base",
+    "count_parameters": "._base",
+    "create_model": "._registry",
+    "from_pretrained": "._registry",
+    "is_model": "._registry",
+    "list_families": "._registry",
+    "list_models": "._registry",
+    "list_pretrained": "._registry",
+    "model_info": "._registry",
+    "pretrained_dir": "._registry",
+    "register_alias": "._registry",
+    "register_family": "._registry",
+    "register_model": "._registry",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = _lazy_package(__name__, _EXPORTS)
+
+_require_extra("models", needed_by=__name__)
+for _family in FAMILY_MODULES:
+    _import_module(f"{__name__}.{_family}")  # a missing package names its extra
+del _family

@@ -1,10 +1,16 @@
-"""Print the model table: ``python -m kanzoo.models [PATTERN] [--markdown]``.
+"""Print the model table: ``python -m kanzoo.models [PATTERN] [--markdown] [--real]``.
 
 For every registered model: task, parameter count and forward FLOPs for one sample at the
 model's default input (an image of its ``input_size``; a full-context token sequence for language
 models), counted with ``torch.utils.flop_counter.FlopCounterMode``. FLOPs cover matmuls,
 convolutions and attention (2 per multiply-add); the elementwise basis evaluation of KAN layers
 is not included (it is ``O(N * in * n)`` against the ``O(N * in * out * n)`` matmul).
+
+Models are built and run on the meta device (shapes only: no memory, no arithmetic), which takes
+well under a second per model. A model whose construction or forward does not support the meta
+device is built for real on the CPU instead (its forward runs on uninitialised weights where only
+the forward failed on meta): the numbers are the same, only slower. ``--real`` builds every model
+for real (the reference the meta path is tested against).
 """
 
 from __future__ import annotations
@@ -17,12 +23,22 @@ from typing import Any
 os.environ.setdefault("KANZOO_COMPILE", "0")  # counting FLOPs needs eager kernels
 
 import torch  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count  # noqa: E402
 
 from kanzoo.models import count_parameters, create_model, list_models, model_info  # noqa: E402
 
 
+def _cpu_sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+# The CPU attention kernel has no flop formula in torch (the meta device decomposes attention into
+# counted matmuls instead): count it the way torch counts the CUDA kernels, so both paths agree.
+_CUSTOM_FLOPS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flops}
+
+
 def _example_input(name: str, model: torch.nn.Module) -> tuple[torch.Tensor, str]:
+    """One sample at the model's default input size, on the current default device."""
     info = model_info(name)
     if info["task"] == "lm":
         cfg = model.config
@@ -39,22 +55,72 @@ def _example_input(name: str, model: torch.nn.Module) -> tuple[torch.Tensor, str
     return torch.randn(1, *size), "x".join(str(v) for v in size)
 
 
-def model_row(name: str) -> dict[str, Any]:
-    """Task, parameter count, input description and forward FLOPs per sample of one model."""
-    torch.manual_seed(0)
-    model = create_model(name).eval()
-    x, described = _example_input(name, model)
-    counter = FlopCounterMode(display=False)
+def _forward_flops(name: str, model: torch.nn.Module, device: str) -> tuple[int, str]:
+    with torch.device(device):
+        x, described = _example_input(name, model)
+    counter = FlopCounterMode(display=False, custom_mapping=_CUSTOM_FLOPS)
     with torch.no_grad(), counter:
         model(x)
+    return counter.get_total_flops(), described
+
+
+def _build(name: str, device: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    with torch.device(device):
+        return create_model(name).eval()
+
+
+def measure(name: str, *, real: bool = False, fallback: bool = True) -> tuple[int, int, str, str]:
+    """``(parameters, FLOPs, input description, how)`` of one model; ``how`` is ``"meta"``,
+    ``"meta+cpu forward"`` or ``"cpu"`` (see the module docstring).
+
+    Args:
+        name: A registered model.
+        real: Build and run it for real on the CPU (the reference).
+        fallback: Where the meta device fails, fall back to the CPU; if False, raise instead.
+    """
+    if not real:
+        try:
+            model = _build(name, "meta")
+        except Exception:  # construction not meta-safe (e.g. an init-time fit): build for real
+            if not fallback:
+                raise
+        else:
+            params = count_parameters(model)
+            try:
+                flops, described = _forward_flops(name, model, "meta")
+                return params, flops, described, "meta"
+            except Exception:  # forward not meta-safe: same shapes on the CPU, weights zeroed
+                if not fallback:
+                    raise
+                model = model.to_empty(device="cpu")
+                with torch.no_grad():
+                    for tensor in (*model.parameters(), *model.buffers()):
+                        tensor.zero_()
+                flops, described = _forward_flops(name, model, "cpu")
+                return params, flops, described, "meta+cpu forward"
+    model = _build(name, "cpu")
+    flops, described = _forward_flops(name, model, "cpu")
+    return count_parameters(model), flops, described, "cpu"
+
+
+def model_row(
+    name: str, *, real: bool = False, measured: tuple[int, int, str, str] | None = None
+) -> dict[str, Any]:
+    """Task, parameter count, input description and forward FLOPs per sample of one model.
+
+    ``measured`` is a result of :func:`measure` to use instead of measuring again.
+    """
+    params, flops, described, how = measured or measure(name, real=real)
     info = model_info(name)
     return {
         "name": name,
         "task": info["task"],
         "twin_of": info["twin_of"] or "",
-        "params": count_parameters(model),
+        "params": params,
         "input": described,
-        "flops": counter.get_total_flops(),
+        "flops": flops,
+        "how": how,
     }
 
 
@@ -82,19 +148,32 @@ def format_table(rows: list[dict[str, Any]], *, markdown: bool = False) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kanzoo.models", description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m kanzoo.models",
+        description="Print the registered models with their task, twin, parameters and FLOPs per sample.",
+        epilog="Example: python -m kanzoo.models 'kan_*' --markdown",
+    )
     parser.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern over model names")
-    parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
-    args = parser.parse_args(argv)
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown table (the README's)")
+    parser.add_argument(
+        "--real", action="store_true", help="build every model for real on the CPU (slow; same numbers)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     names = list_models(args.pattern)
     if not names:
-        print(f"no registered model matches {args.pattern!r}", file=sys.stderr)
+        print(f"error: no registered model matches {args.pattern!r}", file=sys.stderr)
         return 1
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
-    print(format_table([model_row(n) for n in names], markdown=args.markdown))
+    print(format_table([model_row(n, real=args.real) for n in names], markdown=args.markdown))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from kanzoo._cli import run_main
+
+    sys.exit(run_main(main))

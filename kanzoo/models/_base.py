@@ -307,12 +307,13 @@ _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": lambda: nn.ReLU(inplace=True),
     "silu": nn.SiLU,
     "gelu": nn.GELU,
+    "tanh": nn.Tanh,
     "identity": nn.Identity,
 }
 
 
 def make_activation(name: str) -> nn.Module:
-    """An activation module by name: ``"relu"``, ``"silu"``, ``"gelu"`` or ``"identity"``."""
+    """An activation module by name: ``"relu"``, ``"silu"``, ``"gelu"``, ``"tanh"`` or ``"identity"``."""
     try:
         return _ACTIVATIONS[name]()
     except KeyError:

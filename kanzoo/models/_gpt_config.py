@@ -1,12 +1,21 @@
-"""Configuration of the KAN-GPT family (a transformers ``PreTrainedConfig``)."""
+"""Configuration of the KAN-GPT family (a transformers ``PreTrainedConfig``).
+
+Unknown keys are refused at construction (so a typo or a foreign key in ``config.json`` fails with
+one line naming it), except the keys every transformers config takes. Attributes that code sets on
+a built config (``config.foo = 1``, as some transformers utilities do) are saved as usual; their
+names are listed under ``kanzoo_extra_keys`` in ``config.json`` so that what ``save_pretrained``
+writes always loads again.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 from typing import Any
 
-from transformers import PreTrainedConfig
+from transformers import GenerationConfig, PreTrainedConfig
 
-__all__ = ["KanGPTConfig", "LAYER_SPECS"]
+__all__ = ["KanGPTConfig", "LAYER_SPECS", "TRANSFORMERS_CONFIG_KEYS"]
 
 # Layer specs a config may name; the layer factory (kanzoo.layers.get_linear_layer) turns them into
 # constructors. Strings only, so the config stays JSON-serializable.
@@ -37,9 +46,9 @@ class KanGPTConfig(PreTrainedConfig):
         head_layer: Layer spec of the language-model head.
         layer_kwargs: Keyword options forwarded to every non-``"linear"`` layer constructor.
         ffn_activation: Activation between the two feed-forward projections: ``"gelu"``,
-            ``"gelu_tanh"``, ``"relu"``, ``"silu"`` or ``"identity"``. ``None`` picks ``"gelu"``
-            for a linear FFN and ``"identity"`` for a KAN FFN, whose layers carry their own
-            learnable nonlinearities.
+            ``"gelu_tanh"``, ``"relu"``, ``"silu"`` or ``"identity"``. ``None`` decides from the
+            built layer: ``"identity"`` when it is a KAN layer (``kanzoo.layers.is_kan_layer``),
+            whose edges carry their own learnable nonlinearities, else ``"gelu"``.
         bias: Whether projections have biases.
         embd_pdrop: Dropout on the summed token and position embeddings.
         attn_pdrop: Dropout on the attention probabilities.
@@ -53,6 +62,10 @@ class KanGPTConfig(PreTrainedConfig):
         tie_word_embeddings: Share the token embedding matrix with a linear LM head. ``None`` ties
             when ``head_layer == "linear"``; a KAN head cannot be tied.
         kanzoo_model: Family key written to ``config.json`` for ``kanzoo.from_pretrained``.
+        **kwargs: The keys every transformers config takes besides its fields (``torch_dtype``,
+            ``attn_implementation``, ``output_attentions``, ``name_or_path``, generation parameters,
+            the keys transformers 4.x wrote into every ``config.json``; see
+            :data:`TRANSFORMERS_CONFIG_KEYS`). Any other key raises ``ValueError`` naming it.
     """
 
     model_type = "kan_gpt"
@@ -89,6 +102,20 @@ class KanGPTConfig(PreTrainedConfig):
     kanzoo_model: str = "kan_gpt"
 
     def __post_init__(self, **kwargs: Any) -> None:
+        for alias in [k for k in kwargs if k in self.attribute_map]:  # before the checks below
+            setattr(self, self.attribute_map[alias], kwargs.pop(alias))
+        saved_extras = kwargs.pop(EXTRA_KEYS, None) or []
+        if not isinstance(saved_extras, list) or not all(isinstance(k, str) for k in saved_extras):
+            raise ValueError(f"{EXTRA_KEYS} must be a list of attribute names, got {saved_extras!r}")
+        unknown = sorted(set(kwargs) - TRANSFORMERS_CONFIG_KEYS - _generation_keys() - set(saved_extras))
+        if unknown:
+            known = sorted(_field_names() | set(self.attribute_map))
+            hints = "".join(
+                f"; {key!r}: did you mean {close[0]!r}?"
+                for key in unknown
+                if (close := difflib.get_close_matches(key, known, n=1))
+            )
+            raise ValueError(f"KanGPTConfig has no field(s) {unknown}{_hint_or_fields(hints, known)}")
         if self.layer_kwargs is None:
             self.layer_kwargs = {}
         if not isinstance(self.layer_kwargs, dict):
@@ -110,9 +137,7 @@ class KanGPTConfig(PreTrainedConfig):
             raise ValueError(f"ffn_hidden_size must be a positive integer, got {self.ffn_hidden_size!r}")
         if self.ffn_hidden_size is None and not self.ffn_ratio > 0:
             raise ValueError(f"ffn_ratio must be > 0, got {self.ffn_ratio!r}")
-        if self.ffn_activation is None:
-            self.ffn_activation = "gelu" if self.ffn_layer == "linear" else "identity"
-        if self.ffn_activation not in _ACTIVATIONS:
+        if self.ffn_activation is not None and self.ffn_activation not in _ACTIVATIONS:
             raise ValueError(
                 f"ffn_activation must be one of {sorted(_ACTIVATIONS)}, got {self.ffn_activation!r}"
             )
@@ -129,6 +154,15 @@ class KanGPTConfig(PreTrainedConfig):
             )
         super().__post_init__(**kwargs)
 
+    def to_dict(self) -> dict[str, Any]:
+        """transformers' dict, plus the names of attributes set after construction (see module doc)."""
+        out = super().to_dict()
+        out.pop(EXTRA_KEYS, None)
+        extras = sorted(set(out) - _field_names() - TRANSFORMERS_CONFIG_KEYS - _generation_keys())
+        if extras:
+            out[EXTRA_KEYS] = extras
+        return out
+
     @property
     def ffn_width(self) -> int:
         """The feed-forward hidden width actually built."""
@@ -138,3 +172,34 @@ class KanGPTConfig(PreTrainedConfig):
 
 
 _ACTIVATIONS = frozenset({"gelu", "gelu_tanh", "relu", "silu", "identity"})
+
+EXTRA_KEYS = "kanzoo_extra_keys"
+
+# Keys a transformers config accepts besides its dataclass fields. PreTrainedConfig.__post_init__ and
+# from_dict consume the first group; to_dict/save_pretrained and transformers' integrations write the
+# second; transformers 4.x wrote the third into every config.json (they stay plain attributes).
+# Generation parameters (max_length, do_sample, ...) are accepted too: transformers drops them.
+TRANSFORMERS_CONFIG_KEYS = frozenset(
+    {
+        "torch_dtype", "num_labels", "name_or_path", "_name_or_path", "_commit_hash",
+        "output_attentions", "attn_implementation", "experts_implementation", "per_layer_config",
+        "_attn_implementation_internal", "_experts_implementation_internal",
+        "model_type", "quantization_config", "auto_map", "tie_last_hidden_states",
+        "is_decoder", "add_cross_attention", "tie_encoder_decoder", "cross_attention_hidden_size",
+        "torchscript", "pruned_heads", "use_bfloat16", "tf_legacy_loss", "finetuning_task",
+        "tokenizer_class", "prefix", "sep_token_id", "decoder_start_token_id", "task_specific_params",
+    }
+)  # fmt: skip
+
+
+def _generation_keys() -> frozenset[str]:
+    return frozenset(GenerationConfig._get_default_generation_params())
+
+
+def _field_names() -> set[str]:
+    return {f.name for f in dataclasses.fields(KanGPTConfig)}
+
+
+def _hint_or_fields(hints: str, known: list[str]) -> str:
+    """The did-you-mean hints, or the list of valid fields when there is no close match."""
+    return hints if hints else f" (valid fields: {', '.join(known)})"

@@ -40,7 +40,7 @@ __all__ = [
     "register_model",
 ]
 
-_TASKS = ("classification", "segmentation", "lm")
+_TASKS = ("classification", "segmentation", "lm", "forecasting", "regression", "pde")
 
 _ENTRYPOINTS: dict[str, Callable[..., nn.Module]] = {}
 _METADATA: dict[str, dict[str, Any]] = {}
@@ -312,28 +312,31 @@ def _looks_like_hub_id(text: str) -> bool:
 
 
 def _download_from_hub(repo_id: str, revision: str | None = None) -> Path:
-    try:
-        from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import LocalEntryNotFoundError
-    except ImportError as err:  # pragma: no cover - huggingface_hub ships with transformers
-        raise ImportError(f"loading the hub model {repo_id!r} needs huggingface_hub") from err
-    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    from kanzoo._extras import import_extra
+    from kanzoo._hub import hub_unavailable, one_line_error
+
+    snapshot_download = import_extra("huggingface_hub", needed_by=__name__).snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    reason = hub_unavailable("model")  # offline variable set, or the hub host unreachable: cache only
     try:
         path = snapshot_download(
             repo_id,
             revision=revision,
             allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.md"],
             etag_timeout=5,
+            local_files_only=reason is not None,
         )
     except LocalEntryNotFoundError as err:
-        why = "HF_HUB_OFFLINE is set" if offline else "the hub could not be reached"
+        why = reason or "the hub could not be reached"
         raise OSError(
             f"Cannot load {repo_id!r}: it is not a local directory, not a shipped checkpoint "
             f"({', '.join(list_pretrained()) or 'none shipped'}), and not in the hub cache while {why}. "
             "Pass a local directory saved with save_pretrained, or go online to download it."
         ) from err
     except Exception as err:  # network errors, missing repo, gated repo
-        raise OSError(f"Cannot download {repo_id!r} from the Hugging Face hub: {err}") from err
+        detail = one_line_error(err)
+        raise OSError(f"Cannot download {repo_id!r} from the Hugging Face hub: {detail}") from err
     return Path(path)
 
 

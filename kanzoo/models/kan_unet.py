@@ -16,6 +16,14 @@ input resolution and a 1x1 conv gives the logits: 1 channel (binary, use a sigmo
 The network stride is ``2 ** (len(conv_channels) + len(token_dims))`` (32 by default); height and
 width must be multiples of it.
 
+As a backbone: the encoder's outputs (every conv stage after its pooling, every token stage) are
+described by ``feature_info`` (timm's format: ``num_chs``, ``reduction``, ``module``) and returned
+by ``forward_intermediates`` (timm's API); ``forward_features`` is the bottleneck map and
+``prune_intermediate_layers`` drops the decoder, so timm's ``FeatureGetterNet(model,
+out_indices=...)`` (what ``features_only=True`` builds for timm's ViTs) turns it into a
+multi-scale feature extractor. ``set_grad_checkpointing()`` recomputes every encoder and decoder
+level in backward.
+
 ``variant="ukan"`` reproduces the details of the reference U-KAN (``UKAN`` in CUHK-AIM-Group/U-KAN,
 ``Seg_UKAN/archs.py``) so its checkpoints import with identical outputs
 (:func:`kanzoo.convert.ukan.from_ukan`): the conv3x3 of every conv pair has a bias, the KAN token
@@ -33,16 +41,27 @@ import math
 from typing import Any
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
-from kanzoo.layers import KANLinear, get_conv_layer, get_linear_layer
+from kanzoo.layers import KANLinear, get_conv_layer, get_linear_layer, is_kan_layer
 from kanzoo.layers.bases.bspline import BSplineBasis
 from kanzoo.models._base import KanzooConfig, KanzooModel, matched_width
+from kanzoo.models._vision import (
+    DropPath,
+    check_image,
+    checkpoint,
+    factory_context,
+    split_factory_kwargs,
+    take_indices,
+)
 
 from ._registry import register_family, register_model
 
-__all__ = ["KANUNet", "KANUNetConfig", "TokenBlock", "TokenKANLayer", "ukan_layout"]
+__all__ = ["DropPath", "KANUNet", "KANUNetConfig", "TokenBlock", "TokenKANLayer", "ukan_layout"]
+
+torch.fx.wrap("check_image")  # a traced KAN-UNet keeps its input check as one graph node
 
 _VARIANTS = ("kanzoo", "ukan")
 
@@ -150,8 +169,7 @@ class DepthwiseMix(nn.Module):
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, tokens: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-        b, n, c = tokens.shape
-        grid = tokens.transpose(1, 2).reshape(b, c, *hw)
+        grid = tokens.transpose(1, 2).unflatten(2, hw)
         return self.act(self.bn(self.conv(grid))).flatten(2).transpose(1, 2)
 
 
@@ -178,21 +196,6 @@ class TokenKANLayer(nn.Module):
         x = self.mix1(self.fc1(tokens), hw)
         x = self.mix2(self.fc2(x), hw)
         return self.mix3(self.fc3(x), hw)
-
-
-class DropPath(nn.Module):
-    """Stochastic depth: drops whole residual branches per sample while training."""
-
-    def __init__(self, p: float = 0.0) -> None:
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.p == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.p
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
-        return x * mask / keep
 
 
 class TokenBlock(nn.Module):
@@ -223,11 +226,11 @@ class TokenStage(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, fmap: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = fmap.shape
+        hw = (fmap.shape[2], fmap.shape[3])
         tokens = fmap.flatten(2).transpose(1, 2)
         for block in self.blocks:
-            tokens = block(tokens, (h, w))
-        return self.norm(tokens).transpose(1, 2).reshape(b, c, h, w)
+            tokens = block(tokens, hw)
+        return self.norm(tokens).transpose(1, 2).unflatten(2, hw)
 
 
 class PatchEmbed(nn.Module):
@@ -281,11 +284,20 @@ def _ukan_init(module: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
+def _builds_kan_layer(linear_layer: Any) -> bool:
+    """Whether ``linear_layer`` builds KAN layers: one 1x1 layer is built on the meta device
+    (no memory, no draw from the random generator) and asked ``is_kan_layer``."""
+    with torch.device("meta"):
+        return is_kan_layer(linear_layer(1, 1, bias=False))
+
+
 class KANUNet(nn.Module, KanzooModel):
     """U-KAN style segmentation network (or its plain-token twin).
 
     Args:
         config: A :class:`KANUNetConfig` (or dict); defaults when omitted.
+        device: Create the parameters on this device (``"meta"`` allocates nothing).
+        dtype: Cast the parameters to this floating-point dtype after initialisation.
         **overrides: Config fields to override (``num_classes=...``, ``in_chans=...``).
 
     Forward: ``pixel_values`` float ``(B, in_chans, H, W)`` with H, W multiples of ``stride`` ->
@@ -295,7 +307,14 @@ class KANUNet(nn.Module, KanzooModel):
     config_class = KANUNetConfig
     kanzoo_model = "kan_unet"
 
-    def __init__(self, config: KANUNetConfig | dict | None = None, **overrides: Any) -> None:
+    def __init__(
+        self,
+        config: KANUNetConfig | dict | None = None,
+        *,
+        device: Any = None,
+        dtype: torch.dtype | None = None,
+        **overrides: Any,
+    ) -> None:
         super().__init__()
         self.config = cfg = self._make_config(config, overrides)
         conv = get_conv_layer(cfg.conv_layer, dim=2)
@@ -303,10 +322,13 @@ class KANUNet(nn.Module, KanzooModel):
         self.stride = cfg.stride
         self.num_classes = cfg.num_classes
         self.in_chans = cfg.in_chans
+        self.grad_checkpointing = False
+        self.encoder_only = False
         depths = list(cfg.depths or [])
         ukan = cfg.variant == "ukan"
         conv_bias = ukan
-        token_bias = not ukan or cfg.token_layer.lower() == "linear"
+        # U-KAN's token layers: efficient-kan's KANLinear has no bias, its no_kan twin's nn.Linear has one.
+        token_bias = not (ukan and _builds_kan_layer(linear))
         if ukan:
             # U-KAN: token stage i and decoder token level i share rate i * r / (stages + 1)
             # (linspace(0, r, 3) over its one-block stages: 0 for the first, r / 2 for the second).
@@ -321,82 +343,172 @@ class KANUNet(nn.Module, KanzooModel):
         def hidden(dim: int) -> int:
             return max(1, int(round(dim * cfg.mlp_ratio)))
 
-        self.encoder = nn.ModuleList()
-        in_ch = cfg.in_chans
-        for ch in cfg.conv_channels:
-            self.encoder.append(_conv_pair(conv, in_ch, ch, ch, bias=conv_bias))
-            in_ch = ch
-        self.embeds = nn.ModuleList()
-        self.token_stages = nn.ModuleList()
-        start = 0
-        for dim, depth in zip(cfg.token_dims, depths):
-            self.embeds.append(PatchEmbed(in_ch, dim))
-            self.token_stages.append(
-                TokenStage(dim, hidden(dim), linear, drop_paths=rates[start : start + depth], bias=token_bias)
-            )
-            start += depth
-            in_ch = dim
-
-        # Decoder levels, deepest first: reduce to the skip's channels, upsample, add the skip.
-        skips = list(cfg.conv_channels) + list(cfg.token_dims[:-1])
-        self.decoder = nn.ModuleList()
-        self.decoder_tokens = nn.ModuleList()
-        for level, skip_ch in enumerate(reversed(skips)):
-            self.decoder.append(_conv_pair(conv, in_ch, in_ch, skip_ch, bias=conv_bias))
-            if level < len(cfg.token_dims):
-                depth = depths[len(depths) - 1 - level]
-                self.decoder_tokens.append(
+        with factory_context(device):
+            self.encoder = nn.ModuleList()
+            self.feature_info: list[dict[str, Any]] = []
+            in_ch = cfg.in_chans
+            for i, ch in enumerate(cfg.conv_channels):
+                self.encoder.append(_conv_pair(conv, in_ch, ch, ch, bias=conv_bias))
+                self.feature_info.append(dict(num_chs=ch, reduction=2 ** (i + 1), module=f"encoder.{i}"))
+                in_ch = ch
+            self.embeds = nn.ModuleList()
+            self.token_stages = nn.ModuleList()
+            start = 0
+            for i, (dim, depth) in enumerate(zip(cfg.token_dims, depths)):
+                self.embeds.append(PatchEmbed(in_ch, dim))
+                self.token_stages.append(
                     TokenStage(
-                        skip_ch,
-                        hidden(skip_ch),
-                        linear,
-                        drop_paths=rates[start : start + depth],
-                        bias=token_bias,
+                        dim, hidden(dim), linear, drop_paths=rates[start : start + depth], bias=token_bias
                     )
                 )
+                reduction = 2 ** (len(cfg.conv_channels) + i + 1)
+                self.feature_info.append(dict(num_chs=dim, reduction=reduction, module=f"token_stages.{i}"))
                 start += depth
-            in_ch = skip_ch
-        self.final = _conv_pair(conv, in_ch, in_ch, in_ch, bias=conv_bias)
-        self.head = nn.Conv2d(in_ch, cfg.num_classes, 1)
+                in_ch = dim
+            self.num_features = in_ch
+
+            # Decoder levels, deepest first: reduce to the skip's channels, upsample, add the skip.
+            skips = list(cfg.conv_channels) + list(cfg.token_dims[:-1])
+            self.decoder = nn.ModuleList()
+            self.decoder_tokens = nn.ModuleList()
+            for level, skip_ch in enumerate(reversed(skips)):
+                self.decoder.append(_conv_pair(conv, in_ch, in_ch, skip_ch, bias=conv_bias))
+                if level < len(cfg.token_dims):
+                    depth = depths[len(depths) - 1 - level]
+                    self.decoder_tokens.append(
+                        TokenStage(
+                            skip_ch,
+                            hidden(skip_ch),
+                            linear,
+                            drop_paths=rates[start : start + depth],
+                            bias=token_bias,
+                        )
+                    )
+                    start += depth
+                in_ch = skip_ch
+            self.final = _conv_pair(conv, in_ch, in_ch, in_ch, bias=conv_bias)
+            self.head = nn.Conv2d(in_ch, cfg.num_classes, 1)
         if ukan:
             for part in (self.embeds, self.token_stages, self.decoder_tokens):
                 part.apply(_ukan_init)
+        if dtype is not None:
+            self.to(dtype=dtype)
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ``ValueError`` unless ``x`` is ``(B, in_chans, H, W)`` with H, W multiples of the stride."""
-        if x.ndim != 4 or x.shape[1] != self.in_chans:
-            raise ValueError(
-                f"expected pixel_values of shape (B, {self.in_chans}, H, W), got {tuple(x.shape)}"
-            )
-        h, w = x.shape[-2:]
-        s = self.stride
-        if h % s or w % s:
+        self._checked(x)
 
-            def nearest(n: int) -> int:
-                return max(s, int(round(n / s)) * s)
+    def _checked(self, x: torch.Tensor) -> torch.Tensor:
+        what = (
+            f"KAN-UNet ({len(self.encoder)} pooling conv stages + {len(self.embeds)} stride-2 token stages)"
+        )
+        return check_image(x, self.in_chans, self.stride, what)
 
-            raise ValueError(
-                f"KAN-UNet needs H and W divisible by its network stride {s} "
-                f"({len(self.encoder)} pooling conv stages + {len(self.embeds)} stride-2 token stages); "
-                f"got {h}x{w}. Nearest valid size: {nearest(h)}x{nearest(w)} (resize or pad the input)."
-            )
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute every encoder and decoder level's activations in backward (same results)."""
+        self.grad_checkpointing = enable
+
+    def _run(self, fn: Any, args: tuple[torch.Tensor, ...], modules: list[nn.Module]) -> torch.Tensor:
+        """``fn(*args)``, checkpointed when gradient checkpointing is on."""
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            return checkpoint(fn, *args, modules=modules)
+        return fn(*args)
+
+    def _encoder_level(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Feature level ``i`` of ``feature_info`` from level ``i - 1`` (or the input)."""
+        n_conv = len(self.encoder)
+        if i < n_conv:
+            stage = self.encoder[i]
+            return self._run(lambda t: F.max_pool2d(stage(t), 2), (x,), [stage])
+        embed, stage = self.embeds[i - n_conv], self.token_stages[i - n_conv]
+        return self._run(lambda t: stage(embed(t)), (x,), [embed, stage])
+
+    def _decoder_level(self, level: int, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """Decoder level ``level`` (deepest first): conv pair, 2x upsampling, skip, token stage."""
+        block = self.decoder[level]
+        tokens = self.decoder_tokens[level] if level < len(self.decoder_tokens) else None
+
+        def run(t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+            t = F.interpolate(block(t), scale_factor=2, mode="bilinear", align_corners=False) + s
+            return t if tokens is None else tokens(t)
+
+        return self._run(run, (x, skip), [block] if tokens is None else [block, tokens])
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | tuple[int, ...] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """The encoder's feature maps (``feature_info`` order, finest first), timm's API.
+
+        Args:
+            x: ``pixel_values`` ``(B, in_chans, H, W)``.
+            indices: ``None`` all levels, an int ``n`` the last (deepest) ``n``, or a sequence of
+                levels (negative counts from the deepest).
+            norm: Accepted for timm's API (the token stages end with their own LayerNorm).
+            stop_early: Stop after the deepest requested level.
+            output_fmt: Only ``"NCHW"``.
+            intermediates_only: Return only the list of maps.
+
+        Returns:
+            The maps, or ``(deepest computed map, maps)``.
+        """
+        if output_fmt != "NCHW":
+            raise ValueError(f"KAN-UNet gives output_fmt 'NCHW' only, got {output_fmt!r}")
+        take, last = take_indices(len(self.feature_info), indices)
+        levels = last + 1 if stop_early else len(self.feature_info)
+        x = self._checked(x)
+        out = []
+        for i in range(levels):
+            x = self._encoder_level(i, x)
+            if i in take:
+                out.append(x)
+        return out if intermediates_only else (x, out)
+
+    def prune_intermediate_layers(
+        self,
+        indices: int | list[int] | tuple[int, ...] = 1,
+        prune_norm: bool = False,
+        prune_head: bool = True,
+    ) -> list[int]:
+        """Keep the encoder up to the deepest of ``indices``; drop the decoder and head.
+
+        Afterwards the model is an encoder: ``forward`` returns ``forward_features`` (the deepest
+        kept level). Returns the absolute indices (timm's API; ``prune_norm``/``prune_head`` are
+        accepted, a U-Net head cannot be kept without its decoder).
+        """
+        take, last = take_indices(len(self.feature_info), indices)
+        n_conv = len(self.encoder)
+        self.encoder = self.encoder[: last + 1]
+        self.embeds = self.embeds[: max(last + 1 - n_conv, 0)]
+        self.token_stages = self.token_stages[: max(last + 1 - n_conv, 0)]
+        self.feature_info = self.feature_info[: last + 1]
+        self.num_features = self.feature_info[-1]["num_chs"]
+        self.stride = self.feature_info[-1]["reduction"]  # the encoder alone needs multiples of this
+        self.decoder, self.decoder_tokens = nn.ModuleList(), nn.ModuleList()
+        self.final, self.head = nn.Identity(), nn.Identity()
+        self.encoder_only = True
+        return take
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's deepest map ``(B, token_dims[-1], H / stride, W / stride)``."""
+        x = self._checked(x)
+        for i in range(len(self.feature_info)):
+            x = self._encoder_level(i, x)
+        return x
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        self.check_input(pixel_values)
-        x = pixel_values
-        skips = []
-        for stage in self.encoder:
-            x = F.max_pool2d(stage(x), 2)
-            skips.append(x)
-        for i, (embed, stage) in enumerate(zip(self.embeds, self.token_stages)):
-            x = stage(embed(x))
-            if i < len(self.embeds) - 1:
-                skips.append(x)
-        for level, block in enumerate(self.decoder):
-            x = F.interpolate(block(x), scale_factor=2, mode="bilinear", align_corners=False)
-            x = x + skips[-1 - level]
-            if level < len(self.decoder_tokens):
-                x = self.decoder_tokens[level](x)
+        if self.encoder_only:
+            return self.forward_features(pixel_values)
+        x, levels = self.forward_intermediates(pixel_values)
+        skips = levels[:-1]  # the bottleneck is not a skip
+        for level in range(len(self.decoder)):
+            x = self._decoder_level(level, x, skips[-1 - level])
         x = F.interpolate(self.final(x), scale_factor=2, mode="bilinear", align_corners=False)
         return self.head(x)
 
@@ -415,17 +527,20 @@ _META = dict(task="segmentation", default_data="shapes", data=["shapes", "nuclei
 
 
 def _build(size: str, token_layer: str, overrides: dict[str, Any]) -> KANUNet:
-    return KANUNet(KANUNetConfig.from_dict({**_SIZES[size], "token_layer": token_layer, **overrides}))
+    overrides, factory = split_factory_kwargs(overrides)
+    cfg = KANUNetConfig.from_dict({**_SIZES[size], "token_layer": token_layer, **overrides})
+    return KANUNet(cfg, **factory)
 
 
 def _matched(size: str, overrides: dict[str, Any]) -> KANUNet:
     """The twin with its token hidden width searched to within 5% of the KAN model's parameters."""
+    overrides, factory = split_factory_kwargs(overrides)
     rest = {k: v for k, v in overrides.items() if k != "mlp_ratio"}
     twin_rest = {k: v for k, v in rest.items() if k not in ("layer_kwargs", "token_layer")}
     dim0 = (rest.get("token_dims") or _SIZES[size]["token_dims"])[0]
 
-    def twin(width: int) -> KANUNet:
-        return _build(size, "linear", {**twin_rest, "mlp_ratio": width / dim0})
+    def twin(width: int, **factory: Any) -> KANUNet:
+        return _build(size, "linear", {**twin_rest, "mlp_ratio": width / dim0, **factory})
 
     width = matched_width(
         f"unet_{size}_matched",
@@ -435,7 +550,7 @@ def _matched(size: str, overrides: dict[str, Any]) -> KANUNet:
         low=1,
         high=64 * dim0,
     )
-    return twin(width)
+    return twin(width, **factory)
 
 
 @register_model(family="kan_unet", aliases=("kan_unet",), **_META)
@@ -484,10 +599,10 @@ _UKAN_DIMS: dict[str, list[int]] = {"tiny": [32, 48, 64], "small": [128, 160, 25
 
 
 def _build_ukan(size: str, token_layer: str, overrides: dict[str, Any]) -> KANUNet:
-    overrides = dict(overrides)
+    overrides, factory = split_factory_kwargs(overrides)
     layout = ukan_layout(overrides.pop("embed_dims", _UKAN_DIMS[size]))
     cfg = {**layout, "token_layer": token_layer, "variant": "ukan", **overrides}
-    return KANUNet(KANUNetConfig.from_dict(cfg))
+    return KANUNet(KANUNetConfig.from_dict(cfg), **factory)
 
 
 @register_model(family="kan_unet", aliases=("kan_unet_ukan",), **_META)

@@ -30,8 +30,10 @@ from timm.layers import trunc_normal_
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from kanzoo.layers import KANLinear, get_linear_layer
+from kanzoo.layers import KANLinear, get_linear_layer, is_kan_layer
+from kanzoo.layers.bases.rational import RationalBasis
 from kanzoo.models._base import KanzooConfig, KanzooModel, matched_width
+from kanzoo.models._vision import factory_context, split_factory_kwargs
 
 from ._registry import register_family, register_model
 
@@ -44,21 +46,28 @@ _WEIGHT_INITS = ("", "kat_mimetic")
 class KANMlp(nn.Module):
     """Transformer feed-forward ``fc2(act(fc1(x)))`` whose linear maps come from the layer factory.
 
-    Accepts the keyword arguments timm's ``Block`` passes to its ``mlp_layer``.
+    Accepts the keyword arguments timm's ``Block`` passes to its ``mlp_layer``. What the FFN does
+    between ``fc1`` and ``fc2`` is read from the BUILT layers, never from the spec's spelling:
+    if ``fc1`` is a KAN layer (``kanzoo.layers.is_kan_layer``) its edges carry the nonlinearity
+    and the node activation is ``nn.Identity``; any other layer (``"linear"``, ``"Linear"``,
+    ``nn.Linear``, a partial of it, ...) gets ``act_layer`` (GELU by default), as timm's ``Mlp``.
+    Layers with a rational basis (GR-KAN) start as KAT does: ``fc1``'s rational is the identity,
+    ``fc2``'s is ``rational_init``, unless ``layer_kwargs`` sets ``init`` itself.
 
     Args:
         in_features: Input (and default output) width.
         hidden_features: Hidden width (default: ``in_features``).
         out_features: Output width (default: ``in_features``).
-        act_layer: Node activation for ``layer="linear"`` (default GELU); KAN layers use Identity.
+        act_layer: Node activation when the layers are not KAN layers (default GELU).
         norm_layer: Optional norm on the hidden features (timm's ``scale_mlp_norm``).
         bias: Whether the linear maps have biases.
         drop: Dropout after the activation and after ``fc2``.
-        layer: Linear spec: ``"kan_rational"`` (GR-KAN), ``"kan"`` (B-spline), ``"linear"``, ...
+        layer: Linear spec: ``"kan_rational"`` (GR-KAN), ``"kan"`` (B-spline), ``"linear"``, a
+            class or a partial.
         layer_kwargs: Extra options for the factory (both layers).
-        rational_init: Starting function of ``fc2``'s rational for ``layer="kan_rational"``
+        rational_init: Starting function of ``fc2``'s rational for rational-basis layers
             (``"gelu"``, ``"silu"`` i.e. swish, or ``"identity"``); ``fc1``'s starts as the identity.
-        device: Device for the parameters.
+        device: Device for the parameters (they are created there: ``"meta"`` allocates nothing).
         dtype: Dtype for the parameters.
     """
 
@@ -82,24 +91,23 @@ class KANMlp(nn.Module):
         hidden = hidden_features or in_features
         out = out_features or in_features
         kwargs = dict(layer_kwargs or {})
-        is_linear = isinstance(layer, str) and layer.lower() == "linear"
-        if isinstance(layer, str) and layer.lower() == "kan_rational":
+        linear = get_linear_layer(layer, **kwargs)
+        with factory_context(device):
+            self.fc1 = linear(in_features, hidden, bias=bias)
+            if is_kan_layer(self.fc1):
+                self.act = nn.Identity()
+            else:
+                self.act = act_layer() if act_layer is not None else nn.GELU()
+            self.drop1 = nn.Dropout(drop)
+            self.norm = norm_layer(hidden) if norm_layer is not None else nn.Identity()
+            self.fc2 = linear(hidden, out, bias=bias)
+            self.drop2 = nn.Dropout(drop)
+        if "init" not in kwargs:
             # KAT initialisation: identity rational before fc1, GELU/swish-shaped rational before fc2.
-            fc1 = get_linear_layer(layer, **{"init": "identity", **kwargs})
-            fc2 = get_linear_layer(layer, **{"init": rational_init, **kwargs})
-        else:
-            fc1 = fc2 = get_linear_layer(layer, **kwargs)
-        self.fc1 = fc1(in_features, hidden, bias=bias)
-        if is_linear:
-            self.act = act_layer() if act_layer is not None else nn.GELU()
-        else:
-            self.act = nn.Identity()
-        self.drop1 = nn.Dropout(drop)
-        self.norm = norm_layer(hidden) if norm_layer is not None else nn.Identity()
-        self.fc2 = fc2(hidden, out, bias=bias)
-        self.drop2 = nn.Dropout(drop)
-        if device is not None or dtype is not None:
-            self.to(device=device, dtype=dtype)
+            _start_rational(self.fc1, "identity")
+            _start_rational(self.fc2, rational_init)
+        if dtype is not None:
+            self.to(dtype=dtype)
 
     def init_weights(self) -> None:
         """ViT (timm) initialisation for GR-KAN layers: their weight plays the Linear weight's role.
@@ -120,6 +128,14 @@ class KANMlp(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.drop1(self.act(self.fc1(x)))
         return self.drop2(self.fc2(self.norm(x)))
+
+
+def _start_rational(layer: nn.Module, init: str) -> None:
+    """Re-initialise ``layer``'s rational basis (if it has one) as the function ``init``."""
+    basis = getattr(layer, "basis", None)
+    if isinstance(basis, RationalBasis) and basis.init != init:
+        basis.init = init
+        basis.reset_parameters()
 
 
 @dataclasses.dataclass
@@ -249,6 +265,8 @@ class KANViT(VisionTransformer, KanzooModel):
 
     Args:
         config: A :class:`KANViTConfig` (or dict); defaults when omitted.
+        device: Create the parameters on this device (``"meta"`` allocates nothing), as timm's ViT.
+        dtype: Parameter dtype, as timm's ViT.
         **overrides: Config fields to override (``num_classes=...``, ``mlp_layer="kan"``).
 
     Forward: ``pixel_values`` float ``(B, in_chans, img_size, img_size)`` -> logits ``(B, num_classes)``.
@@ -257,7 +275,14 @@ class KANViT(VisionTransformer, KanzooModel):
     config_class = KANViTConfig
     kanzoo_model = "kan_vit"
 
-    def __init__(self, config: KANViTConfig | dict | None = None, **overrides: Any) -> None:
+    def __init__(
+        self,
+        config: KANViTConfig | dict | None = None,
+        *,
+        device: Any = None,
+        dtype: torch.dtype | None = None,
+        **overrides: Any,
+    ) -> None:
         cfg = self._make_config(config, overrides)
         mlp = functools.partial(
             KANMlp,
@@ -283,6 +308,8 @@ class KANViT(VisionTransformer, KanzooModel):
             drop_path_rate=cfg.drop_path_rate,
             dynamic_img_size=cfg.dynamic_img_size,
             mlp_layer=mlp,
+            device=device,
+            dtype=dtype,
         )
         self.config = cfg
         self._register_load_state_dict_pre_hook(_accept_kat_names)
@@ -300,6 +327,24 @@ class KANViT(VisionTransformer, KanzooModel):
         if global_pool is not None:
             changes["global_pool"] = global_pool
         self.config = self.config.replace(**changes)
+
+    def set_input_size(
+        self,
+        img_size: int | tuple[int, int] | None = None,
+        patch_size: int | tuple[int, int] | None = None,
+    ) -> None:
+        """timm's ``set_input_size`` (position embeddings resampled), with ``config`` kept in sync."""
+        changes: dict[str, Any] = {}
+        for name, value in (("img_size", img_size), ("patch_size", patch_size)):
+            if value is None:
+                continue
+            sizes = {int(v) for v in value} if isinstance(value, list | tuple) else {int(value)}
+            if len(sizes) != 1:
+                raise ValueError(f"KAN-ViT supports square {name} only, got {value!r}")
+            changes[name] = sizes.pop()
+        config = self.config.replace(**changes)  # validates before anything changes
+        super().set_input_size(img_size=img_size, patch_size=patch_size)
+        self.config = config
 
 
 register_family("kan_vit", KANViT)
@@ -333,7 +378,9 @@ _META = dict(task="classification", default_data="digits")
 
 
 def _build(size: str, mlp_layer: str, overrides: dict[str, Any], **preset: Any) -> KANViT:
-    return KANViT(KANViTConfig.from_dict({**_SIZES[size], "mlp_layer": mlp_layer, **preset, **overrides}))
+    overrides, factory = split_factory_kwargs(overrides)
+    cfg = KANViTConfig.from_dict({**_SIZES[size], "mlp_layer": mlp_layer, **preset, **overrides})
+    return KANViT(cfg, **factory)
 
 
 def _input_size(size: str) -> tuple[int, int, int]:
@@ -343,13 +390,14 @@ def _input_size(size: str) -> tuple[int, int, int]:
 
 def _matched(size: str, overrides: dict[str, Any]) -> KANViT:
     """The MLP twin with its FFN hidden width searched to within 5% of the KAN model's parameters."""
+    overrides, factory = split_factory_kwargs(overrides)
     rest = {k: v for k, v in overrides.items() if k != "mlp_ratio"}
     twin_rest = {k: v for k, v in rest.items() if k not in ("layer_kwargs", "mlp_layer")}
     dim = rest.get("embed_dim", _SIZES[size]["embed_dim"])
 
-    def twin(width: int) -> KANViT:
+    def twin(width: int, **factory: Any) -> KANViT:
         # (width + 0.5) / dim makes timm's int(dim * mlp_ratio) land exactly on width.
-        return _build(size, "linear", {**twin_rest, "mlp_ratio": (width + 0.5) / dim})
+        return _build(size, "linear", {**twin_rest, "mlp_ratio": (width + 0.5) / dim, **factory})
 
     width = matched_width(
         f"vit_{size}_matched",
@@ -359,7 +407,7 @@ def _matched(size: str, overrides: dict[str, Any]) -> KANViT:
         low=1,
         high=64 * dim,
     )
-    return twin(width)
+    return twin(width, **factory)
 
 
 @register_model(family="kan_vit", aliases=("kan_vit",), input_size=_input_size("tiny"), **_META)

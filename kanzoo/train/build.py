@@ -19,14 +19,17 @@ from typing import Any
 
 import torch
 
-from .config import OptimConfig, ScheduleConfig, TrainerConfig
-from .loggers import LOGGERS, build_loggers
+from .config import OptimConfig, ScheduleConfig, SettingError, TrainerConfig, check_value
+from .loggers import build_loggers, check_logger_spec
 from .trainer import Trainer
 
 _DATA_FOR_TASK = {
     "lm": "shakespeare, pydoc, text",
     "classification": "digits, image_folder, hf_image",
     "segmentation": "shapes, nuclei, segmentation_folder, hf_segmentation",
+    "forecasting": "elnino, sunspots, co2, nile, macrodata, timeseries_file, hf_timeseries",
+    "regression": "feynman",
+    "pde": "poisson, heat",
 }
 
 
@@ -85,7 +88,7 @@ def build_model_and_data(cfg: dict[str, Any]) -> tuple[str, torch.nn.Module, Any
                 f"model.from_data maps {kwarg!r} to info key {key!r}, which data={data_name} lacks"
             )
         kwargs.setdefault(kwarg, info[key])
-    torch.manual_seed(int(cfg.get("seed", 0)))  # deterministic initial weights
+    torch.manual_seed(check_value("seed", cfg.get("seed", 0), "int", lo=0, hi=2**32 - 1))  # same init
     try:
         model = create_model(name, **kwargs)
     except TypeError as err:  # e.g. an unknown keyword from model.<key>=...
@@ -93,22 +96,34 @@ def build_model_and_data(cfg: dict[str, Any]) -> tuple[str, torch.nn.Module, Any
     return name, model, dm
 
 
+def check_run_settings(
+    cfg: dict[str, Any], *, run_dir: str | Path
+) -> tuple[TrainerConfig, OptimConfig, ScheduleConfig, dict[str, Any]]:
+    """Validate the trainer, optim, schedule and logger sections (no data or model is built).
+
+    Raises:
+        ValueError: one line naming the first bad setting.
+    """
+    seed = check_value("seed", cfg.get("seed", 0), "int", lo=0, hi=2**32 - 1)
+    for group in ("trainer", "optim"):
+        if cfg.get(group) is not None and not isinstance(cfg.get(group), dict):
+            raise SettingError(f"{group} must be a mapping of settings, got {cfg[group]!r:.60}")
+    trainer_cfg = dict(cfg.get("trainer") or {})
+    trainer_cfg["run_dir"] = str(run_dir)
+    trainer_cfg.setdefault("seed", seed)
+    config = TrainerConfig.from_dict(trainer_cfg)
+    optim_cfg = dict(cfg.get("optim") or {})
+    schedule = ScheduleConfig.from_dict(optim_cfg.pop("schedule", None))
+    optim = OptimConfig.from_dict(optim_cfg)
+    return config, optim, schedule, check_logger_spec(cfg.get("logger") or {})
+
+
 def build_trainer(cfg: dict[str, Any], *, run_dir: str | Path) -> Trainer:
     """A ready :class:`Trainer` for the resolved run configuration ``cfg``.
 
     Settings are validated before any data or model is built, so a typo fails in a second.
     """
-    trainer_cfg = dict(cfg.get("trainer") or {})
-    trainer_cfg["run_dir"] = str(run_dir)
-    trainer_cfg.setdefault("seed", int(cfg.get("seed", 0)))
-    config = TrainerConfig.from_dict(trainer_cfg)
-    optim_cfg = dict(cfg.get("optim") or {})
-    schedule = ScheduleConfig.from_dict(optim_cfg.pop("schedule", None))
-    optim = OptimConfig.from_dict(optim_cfg)
-    logger_spec = cfg.get("logger") or {}
-    unknown = sorted(set(logger_spec) - set(LOGGERS))
-    if unknown:
-        raise ValueError(f"unknown logger {unknown[0]!r}; available: {', '.join(sorted(LOGGERS))}, or none")
+    config, optim, schedule, logger_spec = check_run_settings(cfg, run_dir=run_dir)
     name, model, dm = build_model_and_data(cfg)
     loggers = build_loggers(logger_spec, run_dir=run_dir)
     return Trainer(

@@ -18,8 +18,14 @@ class Logger:
     def log_config(self, config: dict[str, Any]) -> None:
         """Record the run configuration once at start."""
 
-    def truncate_after(self, step: int) -> None:
-        """Forget records newer than ``step`` (called when resuming from that step)."""
+    def start(self, history: list[dict[str, Any]], *, new: bool) -> None:
+        """Called once before training with the records the run already has.
+
+        Args:
+            history: Records (``{"step": ..., **metrics}``) of the checkpoint the run resumes
+                from (empty for a fresh run); a sink that keeps a file rewrites it to these.
+            new: The run directory must not hold records of another run (a fresh run).
+        """
 
     def finish(self) -> None:
         """Flush and close."""
@@ -32,43 +38,52 @@ def _clean(value: Any) -> Any:
 
 
 class JsonlLogger(Logger):
-    """Append one JSON object per :meth:`log` call to ``path`` (``{"step": ..., **metrics}``).
+    """One JSON object per :meth:`log` call in ``path`` (``{"step": ..., **metrics}``).
+
+    :meth:`start` decides what the file holds before the first record: a fresh run refuses a
+    ``path`` that already holds records (it never appends to another run's metrics); a resumed
+    run rewrites it to the checkpoint's history, so records logged after that checkpoint (and a
+    line cut by a kill) are not duplicated. Nothing is created before the first write.
 
     Args:
-        path: Output file (parent directories are created).
+        path: Output file (parent directories are created on the first write).
     """
 
     def __init__(self, *, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = None
 
     def _open(self):
         if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(self.path, "a", buffering=1)
         return self._file
 
-    def log(self, metrics: dict[str, float], *, step: int) -> None:
-        record = {"step": int(step), **{k: _clean(v) for k, v in metrics.items()}}
-        self._open().write(json.dumps(record) + "\n")
+    @staticmethod
+    def _line(record: dict[str, Any]) -> str:
+        return json.dumps({k: _clean(v) for k, v in record.items()}) + "\n"
 
-    def truncate_after(self, step: int) -> None:
-        # Records written after the checkpoint we resume from would be duplicated otherwise.
-        if not self.path.exists():
-            return
-        kept = []
-        with open(self.path) as f:
-            for line in f:
-                try:
-                    if json.loads(line).get("step", 0) <= step:
-                        kept.append(line if line.endswith("\n") else line + "\n")
-                except json.JSONDecodeError:
-                    continue  # a line cut by a kill
+    def log(self, metrics: dict[str, float], *, step: int) -> None:
+        try:
+            self._open().write(self._line({"step": int(step), **metrics}))
+        except OSError as err:  # a full disk: name the file
+            raise OSError(err.errno, f"cannot write {self.path}: {err.strerror or err}") from None
+
+    def start(self, history: list[dict[str, Any]], *, new: bool) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
+        exists = self.path.is_file() and self.path.stat().st_size > 0
+        if new and exists:
+            raise FileExistsError(
+                f"{self.path} already holds metrics of another run; a new run does not append to them: "
+                "choose a new run_dir (or pass trainer.resume=auto to continue that run)"
+            )
+        if not exists and not history:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.parent / f".{self.path.name}.tmp"
-        tmp.write_text("".join(kept))
+        tmp.write_text("".join(self._line(r) for r in history))
         os.replace(tmp, self.path)
 
     def finish(self) -> None:
@@ -178,19 +193,66 @@ def _default_wandb_mode() -> str:
 LOGGERS = {"jsonl": JsonlLogger, "wandb": WandbLogger}
 
 
+#: Settings of each logger kind: (kind, rule) as in :func:`kanzoo.train.config.check_value`.
+LOGGER_SETTINGS: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {
+    "jsonl": {"path": ("str", {"none": True})},
+    "wandb": {
+        "project": ("str", {}),
+        "name": ("str", {"none": True}),
+        "entity": ("str", {"none": True}),
+        "mode": ("str", {"none": True, "choices": ("online", "offline", "disabled")}),
+        "dir": ("str", {"none": True}),
+        "tags": ("strlist", {"none": True}),
+    },
+}
+
+
+def check_logger_spec(spec: Any) -> dict[str, dict[str, Any]]:
+    """Validate a ``{kind: kwargs}`` logger mapping; returns it with checked values.
+
+    Raises:
+        ValueError: an unknown kind or setting (with a suggestion) or a bad value, naming it.
+    """
+    from .config import SettingError, check_value, suggest
+
+    if spec is None:
+        return {}
+    if not isinstance(spec, dict):
+        raise SettingError(f"logger must be a mapping of logger kind: settings, got {spec!r:.60}")
+    checked = {}
+    for kind, kwargs in spec.items():
+        if kind not in LOGGERS:
+            raise SettingError(
+                f"unknown logger {kind!r}{suggest(kind, list(LOGGERS))}; "
+                f"available: {', '.join(sorted(LOGGERS))}, or none"
+            )
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise SettingError(f"logger.{kind} must be a mapping of settings, got {kwargs!r:.60}")
+        allowed = LOGGER_SETTINGS[kind]
+        out = {}
+        for key, value in (kwargs or {}).items():
+            if key not in allowed:
+                raise SettingError(
+                    f"unknown logger.{kind} setting {key!r}{suggest(key, list(allowed))}; "
+                    f"known: {', '.join(allowed)}"
+                )
+            what, rule = allowed[key]
+            out[key] = check_value(f"logger.{kind}.{key}", value, what, **rule)
+        checked[kind] = out
+    return checked
+
+
 def build_loggers(
     spec: dict[str, dict[str, Any] | None] | None, *, run_dir: str | os.PathLike
 ) -> list[Logger]:
     """Loggers from a ``{kind: kwargs}`` mapping (``{}``/None: none).
 
     ``jsonl`` defaults its ``path`` to ``<run_dir>/metrics.jsonl``; ``wandb`` gets ``run_dir``.
-    Unknown kinds raise a ValueError listing the available ones.
+    Unknown kinds or settings and bad values raise a one-line ValueError naming them.
     """
     loggers: list[Logger] = []
-    for kind, kwargs in (spec or {}).items():
+    for kind, kwargs in check_logger_spec(spec).items():
         kwargs = dict(kwargs or {})
-        if kind not in LOGGERS:
-            raise ValueError(f"unknown logger {kind!r}; available: {', '.join(sorted(LOGGERS))}, or none")
         if kind == "jsonl":
             if kwargs.get("path") is None:
                 kwargs["path"] = Path(run_dir) / "metrics.jsonl"

@@ -1,14 +1,17 @@
-"""The accelerate training loop: one code path for CPU, one GPU, DDP and FSDP."""
+"""The accelerate training loop: one code path for CPU, one GPU, DDP and FSDP.
+
+Safety properties (see ``tests/train``): one writer per run directory (a lock naming the other
+run), nothing deleted that the trainer did not create, resumable state without pickle
+(:mod:`kanzoo.train.resume`), the model saved before the final evaluation, and no host sync in an
+optimizer step unless it is a log, evaluation, checkpoint or grid-update step.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import os
-import shutil
 import time
-from dataclasses import asdict
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +24,19 @@ from .config import OptimConfig, ScheduleConfig, TrainerConfig
 from .grid import update_grids
 from .loggers import Logger
 from .optim import build_optimizer, build_scheduler
-from .plots import plot_loss_curve
+from .outputs import OutputsMixin
+from .resume import CheckpointMixin
+from .runguard import RunWatch, launched_by_launcher
 from .sampler import ShardedBatchSampler, ShardedEvalSampler
 from .tasks import get_task
 
 
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN/inf; the run stopped without taking that optimizer step."""
+class TrainingError(RuntimeError):
+    """A run ended by a fault it detected (one-line message; the entry point exits with status 2)."""
+
+
+class NonFiniteLossError(TrainingError):
+    """The training loss or gradient became NaN/inf; the run stopped without that update."""
 
 
 def resolve_mixed_precision(setting: str, *, cpu: bool) -> str:
@@ -54,7 +63,7 @@ def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-class Trainer:
+class Trainer(CheckpointMixin, OutputsMixin):
     """Trains a built model on a built data module with accelerate.
 
     Call :meth:`fit`; it returns the path of the final checkpoint (``<run_dir>/final``, loadable
@@ -71,6 +80,10 @@ class Trainer:
         name: Model name shown in the progress bar and the summary.
     """
 
+    #: None: skip non-finite updates on the device (no per-step host sync) exactly when the
+    #: device is not the CPU and the optimizer supports it (fused AdamW); True/False force it.
+    defer_nonfinite: bool | None = None
+
     def __init__(
         self,
         *,
@@ -84,6 +97,7 @@ class Trainer:
         name: str | None = None,
     ) -> None:
         self.model = model
+        self._module = model
         self.data = data
         self.optim_config = optim or OptimConfig()
         self.schedule_config = schedule or ScheduleConfig()
@@ -96,18 +110,36 @@ class Trainer:
         self.ckpt_root = self.run_dir / "checkpoints"
         self.history: list[dict[str, Any]] = []
         self.state: dict[str, Any] = {}
+        self.bar = None
+        self.watch = RunWatch()
 
     # ------------------------------------------------------------------ setup
     def _make_accelerator(self):
         from accelerate import Accelerator
+        from accelerate.utils import InitProcessGroupKwargs
 
         cfg = self.config
         has_cuda = torch.cuda.is_available()
-        if cfg.device in ("gpu", "cuda") and not has_cuda:
+        if cfg.device == "gpu" and not has_cuda:
             raise ValueError("trainer.device=gpu but no CUDA device is visible; use trainer.device=cpu")
         cpu = cfg.device == "cpu" or not has_cuda
         _release_accelerator_state()
-        return Accelerator(cpu=cpu, mixed_precision=resolve_mixed_precision(cfg.mixed_precision, cpu=cpu))
+        timeout = timedelta(seconds=cfg.dist_timeout_s)
+        acc = Accelerator(
+            cpu=cpu,
+            mixed_precision=resolve_mixed_precision(cfg.mixed_precision, cpu=cpu),
+            kwargs_handlers=[InitProcessGroupKwargs(timeout=timeout)],
+        )
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # a process group made before this Accelerator ignores the handler: set it directly
+            from torch.distributed import distributed_c10d
+
+            setter = getattr(torch.distributed, "set_timeout", None) or getattr(
+                distributed_c10d, "_set_pg_timeout", None
+            )
+            if setter is not None:
+                setter(timeout)
+        return acc
 
     def _train_loader(self, epoch: int, start: int) -> DataLoader:
         self.sampler.set_epoch(epoch, start)
@@ -143,140 +175,6 @@ class Trainer:
             num_workers=cfg.num_workers,
             pin_memory=acc.device.type == "cuda",
         )
-
-    def _resume_path(self) -> Path | None:
-        resume = self.config.resume
-        if resume is None:
-            existing = ckpt.latest_checkpoint(self.ckpt_root)
-            if existing is not None or (self.run_dir / "final").exists():
-                what = existing or self.run_dir / "final"
-                raise ValueError(
-                    f"run_dir {self.run_dir} already holds a run ({what}); pass trainer.resume=auto to "
-                    "continue it or choose a new run_dir"
-                )
-            return None
-        if resume == "auto":
-            return ckpt.latest_checkpoint(self.ckpt_root)
-        path = Path(resume)
-        if ckpt.is_complete(path):
-            return path
-        if path.is_dir() and ckpt.latest_checkpoint(path / "checkpoints") is not None:
-            return ckpt.latest_checkpoint(path / "checkpoints")  # a run directory was given
-        if path.is_dir() and ckpt.latest_checkpoint(path) is not None:
-            return ckpt.latest_checkpoint(path)
-        ckpt.read_state(path)  # raises a clear FileNotFoundError / ValueError
-        return path
-
-    # ------------------------------------------------------------- checkpoints
-    def _save_pretrained(self, directory: Path) -> None:
-        """Write the model in from_pretrained format (collective: all processes must call it)."""
-        acc = self.acc
-        unwrapped = acc.unwrap_model(self.model)
-        # FSDP shards parameters: gather a full state dict (every process takes part).
-        state_dict = acc.get_state_dict(self.model) if self._fsdp else None
-        if not acc.is_main_process:
-            return
-        directory.mkdir(parents=True, exist_ok=True)
-        save = getattr(unwrapped, "save_pretrained", None)
-        if save is not None and state_dict is None:
-            save(str(directory))
-            return
-        from safetensors.torch import save_file
-
-        if state_dict is None:
-            state_dict = unwrapped.state_dict()
-        config = getattr(unwrapped, "config", None)
-        if hasattr(config, "save_pretrained"):  # transformers PretrainedConfig
-            config.save_pretrained(str(directory))
-        elif hasattr(config, "to_dict"):  # kanzoo dataclass configs
-            payload = {"kanzoo_model": getattr(unwrapped, "kanzoo_model", None), **config.to_dict()}
-            (directory / "config.json").write_text(json.dumps(payload, indent=2, sort_keys=True))
-        # Clone so tied/shared tensors serialize independently.
-        tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
-        save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
-
-    def _trainer_state(self) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "epoch": self.epoch,
-            "epoch_samples": self.epoch_samples,
-            "samples_seen": self.samples_seen,
-            "world_size": self.acc.num_processes,
-            "global_micro_batch": self.config.batch_size * self.acc.num_processes,
-            "max_steps": self.config.max_steps,
-            "elapsed_s": self._elapsed(),
-            "best": self.best,
-            "history": self.history,
-        }
-
-    def _save_checkpoint(self) -> Path:
-        acc = self.acc
-        final = self.ckpt_root / ckpt.checkpoint_name(self.step)
-        tmp = ckpt.tmp_path(final)
-        if acc.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
-        acc.wait_for_everyone()
-        acc.save_state(str(tmp))
-        if self.config.save_pretrained_in_checkpoints:
-            self._save_pretrained(tmp / "model")
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            # The marker goes last: a directory without it is never taken for a checkpoint.
-            ckpt.write_json_atomic(tmp / ckpt.STATE_FILE, self._trainer_state())
-            ckpt.publish(tmp, final)
-            ckpt.prune(self.ckpt_root, self.config.keep_checkpoints)
-        acc.wait_for_everyone()
-        self.last_checkpoint = final
-        return final
-
-    def _check_same_architecture(self, path: Path) -> None:
-        """Refuse a checkpoint whose saved model config differs from the model built now: weights
-        of e.g. another stride load without error but compute something else."""
-        saved_file = path / "model" / "config.json"
-        config = getattr(self.acc.unwrap_model(self.model), "config", None)
-        to_dict = getattr(config, "to_dict", None)
-        if not saved_file.is_file() or to_dict is None:
-            return
-        saved, now = json.loads(saved_file.read_text()), json.loads(json.dumps(to_dict(), default=str))
-        ignore = {"kanzoo_version", "transformers_version", "torch_dtype", "dtype", "architectures"}
-        diff = sorted(
-            k
-            for k in set(saved) & set(now)
-            if not k.startswith("_") and k not in ignore and saved[k] != now[k]
-        )
-        if diff:
-            detail = ", ".join(f"{k} (checkpoint {saved[k]!r}, now {now[k]!r})" for k in diff[:5])
-            raise ValueError(
-                f"cannot resume {path}: the model differs from the checkpoint's in {detail}; "
-                "set the checkpoint's values with model.<key>=... overrides"
-            )
-
-    def _load_checkpoint(self, path: Path) -> None:
-        acc = self.acc
-        state = ckpt.read_state(path)
-        self._check_same_architecture(path)
-        acc.load_state(str(path))
-        if not (path / f"random_states_{acc.process_index}.pkl").is_file():
-            self._print(
-                f"warning: {path} has no RNG state for process {acc.process_index}; "
-                "dropout/augmentation randomness will differ from the original run"
-            )
-        gb = self.config.batch_size * acc.num_processes
-        if state["epoch_samples"] % gb:
-            raise ValueError(
-                f"cannot resume {path}: it stopped {state['epoch_samples']} samples into "
-                f"epoch {state['epoch']}, "
-                f"not a multiple of the new global micro-batch {gb} (batch_size x processes)"
-            )
-        self.step, self.epoch = int(state["step"]), int(state["epoch"])
-        self.epoch_samples, self.samples_seen = int(state["epoch_samples"]), int(state["samples_seen"])
-        self.best = state.get("best")
-        self.history = [r for r in state.get("history", []) if r.get("step", 0) <= self.step]
-        self._elapsed_before = float(state.get("elapsed_s", 0.0))
-        self.last_checkpoint = path
-        if acc.is_main_process:
-            for logger in self.loggers:
-                logger.truncate_after(self.step)
 
     # --------------------------------------------------------------- helpers
     def _print(self, message: str) -> None:
@@ -319,7 +217,8 @@ class Trainer:
         if self.eval_loader is None:
             return {}
         acc = self.acc
-        model = self.model if self._fsdp else acc.unwrap_model(self.model)
+        self.watch.mark(self.step, "eval")
+        model = self.model if self._fsdp else self._module
         was_training = model.training
         model.eval()
         sums = torch.zeros(len(self.task.sum_keys), dtype=torch.float64)
@@ -343,9 +242,6 @@ class Trainer:
     # ------------------------------------------------------------------ fit
     def fit(self) -> Path:
         """Train to ``config.max_steps`` (resuming if asked) and return the final checkpoint path."""
-        from accelerate.utils import set_seed
-        from tqdm.auto import tqdm
-
         cfg = self.config
         if cfg.num_threads is not None:
             torch.set_num_threads(cfg.num_threads)
@@ -358,14 +254,58 @@ class Trainer:
 
             self.run_dir = Path(broadcast_object_list([str(self.run_dir)])[0])
             self.ckpt_root = self.run_dir / "checkpoints"
-        set_seed(cfg.seed)
-        resume_from = self._resume_path()
-        if acc.is_main_process:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            ckpt.remove_stale_tmp(self.ckpt_root)
-            ckpt.remove_stale_tmp(self.run_dir)
-        acc.wait_for_everyone()
+        self._open_run_dir()
+        store = None
+        if acc.num_processes > 1 and cfg.heartbeat_s > 0:
+            from torch.distributed import distributed_c10d
 
+            try:
+                store = distributed_c10d._get_default_store()
+            except (RuntimeError, AttributeError, ValueError):
+                store = None
+        self.watch = RunWatch(
+            rank=acc.process_index,
+            world_size=acc.num_processes,
+            heartbeat_s=cfg.heartbeat_s,
+            report=self._print,
+            watch_parent=launched_by_launcher(),
+            store=store,
+        ).start()
+        ok = False
+        try:
+            final = self._fit()
+            ok = True
+        finally:
+            self.watch.stop()
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+            if acc.is_main_process:
+                for logger in self.loggers:
+                    logger.finish()
+            if ok and self.lock is not None:
+                self.lock.release()
+            elif not ok:
+                self._remove_created()  # the lock, and directories of ours left empty
+        acc.wait_for_everyone()
+        acc.end_training()
+        return final
+
+    def _fit(self) -> Path:
+        from accelerate.utils import set_seed
+        from tqdm.auto import tqdm
+
+        cfg, acc = self.config, self.acc
+        set_seed(cfg.seed)
+        resume_from, finished = self._resume_target()
+        final_dir = self.run_dir / "final"
+        if acc.is_main_process:  # before anything is built: a foreign ".tmp-final" fails at once
+            ckpt.remove_stale_tmp(self.ckpt_root)
+            ckpt.remove_stale_tmp(self.run_dir, names=("final", "best"))
+        if finished:
+            self._print(f"{self.run_dir} already finished {cfg.max_steps} steps; nothing to do")
+            self._print_done(final_dir)
+            return final_dir
         self.sampler = ShardedBatchSampler(
             num_samples=len(self.data.train),
             batch_size=cfg.batch_size,
@@ -374,23 +314,39 @@ class Trainer:
             seed=cfg.seed,
         )
         self.eval_loader = self._eval_loader()
-        model = self.model
-        if cfg.compile:
-            model = torch.compile(model)
-        optimizer = build_optimizer(model, self.optim_config)
-        self.model, self.optimizer = acc.prepare(model, optimizer)
+        on_step = getattr(self.task, "on_step", None)  # a task may reshape the model (grid extension)
+        if on_step is not None:
+            start = ckpt.read_state(resume_from)["step"] if resume_from is not None else 0
+            on_step(self._module, start, None)
+        optimizer = build_optimizer(self._module, self.optim_config)
+        self.model, self.optimizer = acc.prepare(self._module, optimizer)
+        # A compiled wrapper for the training steps only; it shares the prepared model's parameters.
+        self._train_model = torch.compile(self.model) if cfg.compile else self.model
         self.scheduler = build_scheduler(
             self.optimizer, total_steps=cfg.max_steps, schedule=self.schedule_config
         )
-        acc.register_for_checkpointing(self.scheduler)
-
         self.step = self.epoch = self.epoch_samples = self.samples_seen = 0
         self.best, self.last_checkpoint, self._elapsed_before = None, None, 0.0
+        # float64 accumulators on the device (no host sync until a log step); MPS lacks float64
+        dtype = torch.float32 if acc.device.type == "mps" else torch.float64
+        self._loss_acc = torch.zeros((), dtype=dtype, device=acc.device)
+        self._steps_acc = 0
         if resume_from is not None:
             self._load_checkpoint(resume_from)
+        inner = getattr(self.optimizer, "optimizer", self.optimizer)
+        can_defer = getattr(inner, "_step_supports_amp_scaling", False) and acc.scaler is None
+        defer = self.defer_nonfinite
+        self._defer = bool(can_defer and (acc.device.type != "cpu" if defer is None else defer))
+        self._bad = None
+        if acc.is_main_process:
+            inside = resume_from is not None and resume_from.parent.resolve() == self.ckpt_root.resolve()
+            for logger in self.loggers:
+                logger.start(self.history, new=cfg.resume is None or not (inside or resume_from is None))
+        acc.wait_for_everyone()
+
         self._t0 = time.perf_counter()
         gb_step = cfg.batch_size * cfg.grad_accum_steps * acc.num_processes
-        n_params = sum(p.numel() for p in acc.unwrap_model(self.model).parameters())
+        n_params = sum(p.numel() for p in self._module.parameters())
         self._print(
             f"{self.name}: {n_params:,} params | task {self.task.name} | "
             f"{len(self.data.train):,} train samples | "
@@ -401,7 +357,6 @@ class Trainer:
         if acc.is_main_process:
             for logger in self.loggers:
                 logger.log_config(self.run_config)
-
         self.bar = tqdm(
             total=cfg.max_steps,
             initial=self.step,
@@ -414,70 +369,92 @@ class Trainer:
         self._iter = iter(self._train_loader(self.epoch, start))
         try:
             self._loop()
+        except RuntimeError as err:
+            if acc.num_processes > 1 and _is_timeout(err):
+                line = " ".join(str(err).split())[:200]
+                raise TrainingError(
+                    f"a collective operation timed out after trainer.dist_timeout_s={cfg.dist_timeout_s:g} s "
+                    f"in step {self.step + 1}: another process stalled or died (see any heartbeat warning "
+                    f"above): {line}"
+                ) from err
+            raise
+        if cfg.checkpoint_every and (
+            self.last_checkpoint is None or self.last_checkpoint.name != ckpt.checkpoint_name(self.step)
+        ):
+            self._save_checkpoint()
+        final = self._save_final_model()  # before the final evaluation: a failure there loses nothing
+        try:
             metrics = self.evaluate()
-            if metrics:
-                self._log(metrics)
-                self._print(f"final ({self.step} steps): " + _fmt(metrics))
-                self._maybe_save_best(metrics)
-            if cfg.checkpoint_every and (
-                self.last_checkpoint is None or self.last_checkpoint.name != ckpt.checkpoint_name(self.step)
-            ):
-                self._save_checkpoint()
-            final = self._save_final(metrics)
-        finally:
-            self.bar.close()
-            self.bar = None
-            if acc.is_main_process:
-                for logger in self.loggers:
-                    logger.finish()
-        acc.wait_for_everyone()
-        acc.end_training()
-        self._print(f"Final checkpoint: {final}")
+        except Exception:
+            self._print(f"the final evaluation failed; the trained model is saved in {final}")
+            raise
+        if metrics:
+            self._log(metrics)
+            self._print(f"final ({self.step} steps): " + _fmt(metrics))
+            self._maybe_save_best(metrics)
+        self._write_summary(final, metrics)
+        self.bar.close()
+        self.bar = None
+        self._print_done(final)
         return final
 
     def _loop(self) -> None:
         cfg, acc, task = self.config, self.acc, self.task
-        model, optimizer, scheduler = self.model, self.optimizer, self.scheduler
+        model, optimizer, scheduler = self._train_model, self.optimizer, self.scheduler
         model.train()
-        loss_acc, steps_acc, units_acc = 0.0, 0, 0
+        units_acc = 0
         t_last = time.perf_counter()
         grid_until = cfg.grid_update_until if cfg.grid_update_until is not None else cfg.max_steps // 2
+        on_step = getattr(task, "on_step", None)
         while self.step < cfg.max_steps:
-            loss_sum = torch.zeros((), device=acc.device)
+            self.watch.mark(self.step, "data")
+            loss_sum = None
             for micro in range(cfg.grad_accum_steps):
                 batch = self._next_batch()
                 last = micro == cfg.grad_accum_steps - 1
-                with contextlib.nullcontext() if last else acc.no_sync(model):
+                with contextlib.nullcontext() if last else acc.no_sync(self.model):
+                    self.watch.mark(self.step, "forward")
                     loss = task.loss(model, batch)
+                    self.watch.mark(self.step, "backward")  # DDP all-reduces gradients in here
                     acc.backward(loss / cfg.grad_accum_steps)
-                loss_sum += loss.detach().float()
+                part = loss.detach().float()
+                loss_sum = part if loss_sum is None else loss_sum + part
                 units_acc += task.count(batch) * acc.num_processes
                 self.samples_seen += cfg.batch_size * acc.num_processes
-            step_loss = acc.reduce(loss_sum / cfg.grad_accum_steps, "mean").item()
-            if cfg.detect_nonfinite and not math.isfinite(step_loss):
-                optimizer.zero_grad(set_to_none=True)
-                self._on_nonfinite(step_loss)
+            step_loss = loss_sum / cfg.grad_accum_steps  # this process's, on the device
+            self.watch.mark(self.step, "optimizer")
             grad_norm = None
             if cfg.clip_grad_norm:
-                grad_norm = acc.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+                grad_norm = acc.clip_grad_norm_(self.model.parameters(), cfg.clip_grad_norm)
+            elif cfg.detect_nonfinite and acc.num_processes > 1 and acc.scaler is None:
+                # the (all-reduced) gradient norm is the same on every process: all stop together
+                grad_norm = acc.clip_grad_norm_(self.model.parameters(), math.inf)
+            if cfg.detect_nonfinite:
+                self._guard(step_loss, grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             self.step += 1
-            loss_acc, steps_acc = loss_acc + step_loss, steps_acc + 1
+            self._loss_acc += step_loss.to(self._loss_acc.dtype)
+            self._steps_acc += 1
+            if on_step is not None:
+                on_step(acc.unwrap_model(self.model), self.step, optimizer)
             self.bar.update(1)
 
             if cfg.grid_update_every and self.step % cfg.grid_update_every == 0 and self.step <= grid_until:
                 self._grid_update(batch)
-            if self.step % max(cfg.log_every, 1) == 0 or self.step == cfg.max_steps:
+            if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
+                self.watch.mark(self.step, "log")  # the one host sync of a log step is below
+                self._raise_deferred_nonfinite()
                 now = time.perf_counter()
+                loss_mean = acc.reduce(self._loss_acc.clone(), "mean").item() / self._steps_acc
                 metrics = {
-                    "loss": loss_acc / steps_acc,
+                    "loss": loss_mean,
                     "lr": scheduler.get_last_lr()[0],
                     f"{task.unit}_per_s": units_acc / max(now - t_last, 1e-9),
                     "epoch": self.epoch + self.epoch_samples / max(len(self.data.train), 1),
                 }
-                if grad_norm is not None:
+                if grad_norm is not None and cfg.clip_grad_norm:
                     metrics["grad_norm"] = float(grad_norm)
                 self._log(metrics)
                 self.bar.set_postfix(
@@ -486,8 +463,10 @@ class Trainer:
                     **{f"{task.unit}/s": f"{metrics[f'{task.unit}_per_s']:.0f}"},
                     refresh=False,
                 )
-                loss_acc, steps_acc, units_acc, t_last = 0.0, 0, 0, now
+                self._loss_acc.zero_()
+                self._steps_acc, units_acc, t_last = 0, 0, now
             if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.max_steps:
+                self._raise_deferred_nonfinite()
                 metrics = self.evaluate()
                 if metrics:
                     self._log(metrics)
@@ -495,14 +474,42 @@ class Trainer:
                     self._maybe_save_best(metrics)
                 t_last = time.perf_counter()  # keep evaluation out of the throughput
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                self._raise_deferred_nonfinite()
                 self._save_checkpoint()
                 t_last = time.perf_counter()
+        self._raise_deferred_nonfinite()
+
+    def _guard(self, step_loss: torch.Tensor, grad_norm: Any) -> None:
+        """Stop (or, deferred, skip on the device) an update whose loss or gradient is not finite."""
+        ok = torch.isfinite(step_loss)
+        if torch.is_tensor(grad_norm) and self.acc.scaler is None:  # fp16 overflow steps are the scaler's
+            ok = ok & torch.isfinite(grad_norm)
+        if self._defer:
+            inner = getattr(self.optimizer, "optimizer", self.optimizer)
+            bad = (~ok).to(torch.float32)
+            inner.found_inf = bad  # the fused kernel skips the whole update when it is 1
+            record = torch.stack([step_loss.float(), _as_float(grad_norm, step_loss), bad])
+            step = torch.tensor(float(self.step + 1), device=bad.device)
+            if self._bad is None:
+                self._bad = torch.full((4,), -1.0, device=bad.device)
+            first = (self._bad[0] < 0) & (bad > 0)
+            self._bad = torch.where(first, torch.cat([step[None], record]), self._bad)
+            return
+        if not bool(ok):
+            self.optimizer.zero_grad(set_to_none=True)
+            self._on_nonfinite(step_loss.item(), _value(grad_norm), self.step + 1, skipped=False)
+
+    def _raise_deferred_nonfinite(self) -> None:
+        if self._defer and self._bad is not None:
+            step, loss, norm, _ = self._bad.tolist()
+            if step > 0:
+                self._on_nonfinite(loss, norm, int(step), skipped=True)
 
     def _grid_update(self, batch: dict[str, Any]) -> None:
         acc = self.acc
         if self._fsdp:
             return  # sharded parameters cannot be refit layer by layer
-        unwrapped = acc.unwrap_model(self.model)
+        unwrapped = self._module
         gather = acc.gather if acc.num_processes > 1 else None
         updated = update_grids(
             unwrapped,
@@ -516,82 +523,49 @@ class Trainer:
                 f"grid update on {len(updated)} B-spline layer(s) every {self.config.grid_update_every} steps"
             )
 
-    def _on_nonfinite(self, value: float) -> None:
-        where = f"step {self.step + 1} (epoch {self.epoch})"
+    def _on_nonfinite(self, loss: float, grad_norm: float | None, step: int, *, skipped: bool) -> None:
+        where = f"step {step} (epoch {self.epoch})"
+        what = f"training loss became {loss}"
+        if math.isfinite(loss) and grad_norm is not None and not math.isfinite(grad_norm):
+            what = f"the gradient norm became {grad_norm} (loss {loss:.4g})"
         kept = (
             f"last good checkpoint: {self.last_checkpoint}"
             if self.last_checkpoint
             else "no checkpoint was saved yet (set trainer.checkpoint_every)"
         )
-        self._log({"nonfinite_loss": value})
+        causes = []
+        lrs = [float(g["lr"]) for g in self.optimizer.param_groups]
+        if not all(math.isfinite(lr) for lr in lrs):
+            causes.append(f"the learning rate is {lrs} (check optim.lr and optim.schedule)")
+        if not all(bool(torch.isfinite(p).all()) for p in self._module.parameters()):
+            causes.append("the weights were already non-finite (an earlier update diverged: lower optim.lr)")
+        how = (
+            f"non-finite updates were skipped on the device and the run stopped at step {self.step}"
+            if skipped
+            else "stopped before that update"
+        )
+        self._log({"nonfinite_loss": loss})
         raise NonFiniteLossError(
-            f"training loss became {value} at {where}; stopped before that update, {kept}"
+            f"{what} at {where}; {how}, {kept}" + (f"; cause: {'; '.join(causes)}" if causes else "")
         )
 
-    def _maybe_save_best(self, metrics: dict[str, float]) -> None:
-        key = self.task.monitor
-        if not self.config.save_best or key not in metrics:
-            return
-        value = metrics[key]
-        better = self.best is None or (value > self.best if self.task.monitor_max else value < self.best)
-        if better:
-            self.best = value
-            target = self.run_dir / "best"
-            tmp = ckpt.tmp_path(target)
-            if self.acc.is_main_process:
-                shutil.rmtree(tmp, ignore_errors=True)
-            self._save_pretrained(tmp)
-            if self.acc.is_main_process:
-                ckpt.write_json_atomic(tmp / "train_summary.json", {"step": self.step, **metrics})
-                ckpt.publish(tmp, target)
-            self.acc.wait_for_everyone()
 
-    def _save_final(self, metrics: dict[str, float]) -> Path:
-        acc = self.acc
-        final = self.run_dir / "final"
-        tmp = ckpt.tmp_path(final)
-        if acc.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
-        acc.wait_for_everyone()
-        self._save_pretrained(tmp)
-        if acc.is_main_process:
-            tokenizer = (getattr(self.data, "info", None) or {}).get("tokenizer")
-            if tokenizer is not None and hasattr(tokenizer, "save_pretrained"):
-                tokenizer.save_pretrained(str(tmp))
-            summary = self._summary(metrics)
-            ckpt.write_json_atomic(tmp / "train_summary.json", summary)
-            ckpt.publish(tmp, final)
-            ckpt.write_json_atomic(self.run_dir / "train_summary.json", summary)
-            plot_loss_curve(
-                self.history, self.run_dir / "loss_curve.png", title=f"{self.name} ({self.task.name})"
-            )
-        acc.wait_for_everyone()
-        return final
+def _is_timeout(err: BaseException) -> bool:
+    dist_error = getattr(torch.distributed, "DistBackendError", ())
+    text = str(err).lower()
+    return isinstance(err, dist_error) or "timed out" in text or "timeout" in text
 
-    def _summary(self, metrics: dict[str, float]) -> dict[str, Any]:
-        train_losses = [r["loss"] for r in self.history if "loss" in r]
-        unwrapped = self.acc.unwrap_model(self.model)
-        return {
-            "model": self.name,
-            "task": self.task.name,
-            "steps": self.step,
-            "samples_seen": self.samples_seen,
-            "epochs": self.epoch + self.epoch_samples / max(len(self.data.train), 1),
-            "num_parameters": sum(p.numel() for p in unwrapped.parameters()),
-            "num_processes": self.acc.num_processes,
-            "device": self.acc.device.type,
-            "mixed_precision": self.acc.mixed_precision,
-            "train_time_s": round(self._elapsed(), 2),
-            "final_train_loss": train_losses[-1] if train_losses else None,
-            "final_metrics": metrics,
-            "monitor": self.task.monitor,
-            "best": self.best,
-            "trainer": asdict(self.config),
-            "optim": asdict(self.optim_config),
-            "schedule": asdict(self.schedule_config),
-            "config": json.loads(json.dumps(self.run_config, default=str)),
-            "env": {"torch": torch.__version__, "world_size": int(os.environ.get("WORLD_SIZE", "1"))},
-        }
+
+def _value(x: Any) -> float | None:
+    if x is None:
+        return None
+    return float(x.item()) if torch.is_tensor(x) else float(x)
+
+
+def _as_float(x: Any, like: torch.Tensor) -> torch.Tensor:
+    if torch.is_tensor(x):
+        return x.detach().float().reshape(())
+    return torch.full((), float("nan") if x is None else float(x), device=like.device)
 
 
 def _fmt(metrics: dict[str, float]) -> str:

@@ -15,7 +15,12 @@ Usage::
   importance ranking and the shaded data ranges are real. Without ``data`` edges are scored over
   each input's grid range.
 * ``output``: folder for one ``<layer-name>.png`` per layer plus ``edge_scores.json`` (the top edges
-  of every layer with their mean |φ|); default ``viz/<checkpoint folder name>``.
+  of every layer with their mean |φ|); default ``viz/<run>/<checkpoint>``, one folder per
+  checkpoint (``runs/kan_unet/<time>/final`` -> ``viz/kan_unet/<time>/final``; a shipped name ->
+  ``viz/<name>``), so two checkpoints never overwrite each other's pictures.
+
+A bad argument, a missing checkpoint or unusable data prints one ``error: ...`` line and exits
+with status 2.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Any
 
 import torch
 
+from kanzoo._cli import UserInputError, run_main
 from kanzoo.interpret.edges import capture_inputs, edge_set, grid_samples, kan_modules
 from kanzoo.viz.edges import plot_edges
 
@@ -53,15 +59,20 @@ def _value(text: str) -> Any:
         return {"true": True, "false": False}.get(text.lower(), text)
 
 
+_INT_KEYS = {"batch_size": 1, "max_edges": 1}
+
+
 def parse_args(argv: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``key=value`` arguments -> (options, data kwargs); unknown keys raise ValueError."""
+    """``key=value`` arguments -> (options, data kwargs); bad keys or values raise ``UserInputError``."""
     opts: dict[str, Any] = {}
     data_kwargs: dict[str, Any] = {}
     for arg in argv:
         key, sep, val = arg.partition("=")
         key = key.lstrip("-+")
         if not sep:
-            raise ValueError(f"arguments are key=value pairs, got {arg!r} (see python -m kanzoo.viz --help)")
+            raise UserInputError(
+                f"arguments are key=value pairs, got {arg!r} (see python -m kanzoo.viz --help)"
+            )
         if key.startswith("data."):
             data_kwargs[key[5:]] = _value(val)
         elif key in _KEYS:
@@ -69,10 +80,37 @@ def parse_args(argv: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
                 val if key in ("checkpoint", "layer", "data", "output", "split", "taps") else _value(val)
             )
         else:
-            raise ValueError(f"unknown argument {key!r}; known: {sorted(_KEYS)} and data.<kwarg>")
-    if "checkpoint" not in opts:
-        raise ValueError("checkpoint=<dir|name> is required")
+            raise UserInputError(f"unknown argument {key!r}; known: {sorted(_KEYS)} and data.<kwarg>")
+    if "checkpoint" not in opts or not str(opts["checkpoint"]).strip():
+        raise UserInputError("checkpoint=<dir|name> is required")
+    for key, minimum in _INT_KEYS.items():
+        if key in opts:
+            v = opts[key]
+            if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+                raise UserInputError(f"{key} must be an integer >= {minimum}, got {v!r}")
+    choices = {"taps": ("sum", "each"), "format": ("png", "svg"), "split": ("train", "val", "test")}
+    for key, allowed in choices.items():
+        if key in opts and opts[key] not in allowed:
+            raise UserInputError(f"{key} must be one of {', '.join(allowed)}, got {opts[key]!r}")
+    if "list" in opts and not isinstance(opts["list"], bool):
+        raise UserInputError(f"list must be true or false, got {opts['list']!r}")
     return opts, data_kwargs
+
+
+def default_output(checkpoint: str) -> Path:
+    """``viz/<run>/<checkpoint>``: a folder per checkpoint, never one shared by two runs.
+
+    ``runs/kan_unet/<time>/final`` -> ``viz/kan_unet/<time>/final``; ``runs/x/checkpoints/step_00100``
+    -> ``viz/x/checkpoints/step_00100``; any other folder -> ``viz/<its name>``; a shipped name ->
+    ``viz/<name>``.
+    """
+    path = Path(str(checkpoint).rstrip("/")).expanduser()
+    if not path.is_dir():
+        return Path("viz") / _slug(str(checkpoint))
+    path = path.resolve()
+    if path.name in ("final", "best", "latest") or path.name.startswith("step_"):
+        return Path("viz", *path.parts[-3:])
+    return Path("viz") / path.name
 
 
 def _model_input(batch: Any) -> Any:
@@ -85,7 +123,7 @@ def _model_input(batch: Any) -> Any:
 
 
 def _slug(name: str) -> str:
-    return name.replace("/", "_") or "model"
+    return name.replace("/", "_").replace("\\", "_").strip(". ") or "model"
 
 
 def render(
@@ -137,6 +175,7 @@ def render(
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line (``argv`` without the program name); returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(__doc__)
@@ -154,10 +193,17 @@ def main(argv: list[str] | None = None) -> int:
         from kanzoo.data import build_data
 
         dm = build_data(opts["data"], **data_kwargs)
-        loader = dm.loader(opts.get("split", "val"), batch_size=int(opts.get("batch_size", 8)), shuffle=False)
-        batch = _model_input(next(iter(loader)))
-    ckpt_name = Path(str(opts["checkpoint"]).rstrip("/")).name
-    output = opts.get("output") or os.path.join("viz", ckpt_name)
+        split = opts.get("split", "val")
+        loader = dm.loader(split, batch_size=int(opts.get("batch_size", 8)), shuffle=False)
+        first = next(iter(loader), None)
+        if first is None:
+            raise UserInputError(f"the {split!r} split of data={opts['data']} is empty")
+        batch = _model_input(first)
+    elif data_kwargs:
+        raise UserInputError("data.<kwarg>=... needs data=<name>")
+    output = Path(opts.get("output") or default_output(opts["checkpoint"]))
+    if output.exists() and not output.is_dir():
+        raise UserInputError(f"output={output} is an existing file; give a folder")
     files = render(
         model,
         layer=opts.get("layer", "*"),
@@ -169,9 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     for name, path in files.items():
         print(f"{name or '<model>'}: {path}")
-    print(f"edge scores: {Path(output) / 'edge_scores.json'}")
+    print(f"edge scores: {output / 'edge_scores.json'}")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

@@ -61,16 +61,14 @@ def test_shapes_binary_vs_multiclass_and_batches():
     assert x.mean(dim=(0, 2, 3)).abs().max() < 0.2  # normalized with train statistics
 
 
-def test_nuclei_tiles_partition_the_stardist_image():
-    import tifffile
-
-    from kanzoo.data.corpora import package_data_dir
+def test_nuclei_tiles_partition_the_shipped_image():
+    from kanzoo.data.nuclei import SAMPLE
 
     dm = build_data("nuclei", augment=False)
     assert dm.info["num_classes"] == 2 and dm.info["in_chans"] == 1
     assert len(dm.train) == 51 and len(dm.val) == 13
     assert not set(dm.train.ids) & set(dm.val.ids)
-    inst = tifffile.imread(package_data_dir("stardist", "stardist/data/images") / "mask2d.tif")
+    inst = np.load(SAMPLE, allow_pickle=False)["mask"]
     full = np.full(inst.shape, -1, dtype=np.int64)
     for ds in (dm.train, dm.val):
         for i in range(len(ds)):

@@ -17,8 +17,11 @@ def test_registry_lists_every_builder_and_suggests_names():
         build_data("digit")
     with pytest.raises(ValueError, match="Unknown dataset 'zzzz'"):
         build_data("zzzz")
-    with pytest.raises(ValueError, match="task"):
-        DataModule(task="detection", train=[], val=[])
+    for bad in ("", "two words", 3, None):
+        with pytest.raises(ValueError, match="task"):
+            DataModule(task=bad, train=[], val=[])
+    # other task names (forecasting, ...) are the trainer's and evaluator's registries' business
+    assert DataModule(task="forecasting", train=[], val=[]).task == "forecasting"
 
 
 def test_digits_matches_sklearn_split_and_pixels():
@@ -124,5 +127,10 @@ def test_command_line_lists_and_builds(capsys):
     assert "shakespeare" in capsys.readouterr().out
     assert main(["digits", "image_size=16"]) == 0
     assert "pixel_values: (1, 16, 16)" in capsys.readouterr().out
-    assert main(["digitz"]) == 1
-    assert "Did you mean 'digits'" in capsys.readouterr().err
+    from kanzoo._cli import run_main
+
+    with pytest.raises(SystemExit) as exc:
+        run_main(main, ["digitz"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Did you mean 'digits'" in err and err.count("\n") == 1

@@ -49,6 +49,8 @@ def _inputs(name: str, model: nn.Module) -> dict:
         return {"input_ids": ids, "labels": ids}
     if info["task"] == "segmentation":
         return {"pixel_values": torch.randn(2, 3, 32, 32)}  # the UNets' stride is 32
+    if info["task"] in ("forecasting", "regression", "pde"):  # one tensor of the model's input_size
+        return {"x": torch.randn(2, *info["input_size"])}
     return {"pixel_values": torch.randn(2, 3, 32, 32)}
 
 
@@ -74,6 +76,12 @@ def test_forward_shape_finite_and_gradients(name):
         assert loss.ndim == 0
     elif task == "segmentation":
         assert logits.shape == (2, model.config.num_classes, 32, 32)
+        loss = logits.square().mean()
+    elif task == "forecasting":
+        assert logits.shape == (2, model.config.horizon, model.config.num_channels)
+        loss = logits.square().mean()
+    elif task in ("regression", "pde"):
+        assert logits.shape == (2, model.config.out_features)
         loss = logits.square().mean()
     else:
         assert logits.shape == (2, model.config.num_classes)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
 import torch
+import torch.fx
 import torch.nn.functional as F
 from timm.layers import Mlp
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 import kanzoo.models as zoo
-from kanzoo.layers import KANConv2d, KANLinear, get_linear_layer
+from kanzoo.layers import KANConv2d, KANLinear, get_linear_layer, is_kan_layer
 from kanzoo.models.conv_kan import BasicBlock
 from kanzoo.models.kan_unet import KANUNet, TokenKANLayer
 from kanzoo.models.kan_vit import KANMlp
@@ -331,3 +333,235 @@ def test_kat_mimetic_attention_init():
         assert block.mlp.fc1.spline_weight.std() < 0.03 and plain.mlp.fc1.spline_weight.std() < 0.03
     with pytest.raises(ValueError, match="weight_init"):
         zoo.create_model("kan_vit_tiny", weight_init="jax")
+
+
+# -- twins by construction: node activation and biases follow the BUILT layers -------------------
+
+
+@pytest.mark.parametrize(
+    "layer", [nn.Linear, functools.partial(nn.Linear), "Linear"], ids=["class", "partial", "Linear"]
+)
+def test_kan_mlp_with_a_plain_linear_layer_is_timms_gelu_mlp(layer):
+    """However the Linear layer is spelled, the FFN is timm's Mlp: fc2(GELU(fc1(x)))."""
+    torch.manual_seed(0)
+    ref = Mlp(8, 16, act_layer=nn.GELU).eval()
+    ffn = KANMlp(8, 16, layer=layer).eval()
+    assert isinstance(ffn.act, nn.GELU)
+    ffn.load_state_dict(ref.state_dict())
+    x = torch.randn(4, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(ffn(x), ref(x), rtol=0, atol=0)
+
+
+def test_kan_mlp_with_a_gr_kan_partial_starts_as_kat():
+    """A GR-KAN layer given as a partial (not the "kan_rational" string) is still a KAN layer: no
+    node activation, and fc2's rational starts as the GELU fit while fc1's is the identity."""
+    gr_kan = functools.partial(KANLinear, basis="rational", base_activation=None, spline_scaler=False)
+    by_partial = KANMlp(8, 16, layer=gr_kan)
+    by_name = KANMlp(8, 16, layer="kan_rational")
+    assert isinstance(by_partial.act, nn.Identity)
+    for fc in ("fc1", "fc2"):
+        a, b = getattr(by_partial, fc).basis, getattr(by_name, fc).basis
+        assert a.init == b.init
+        assert torch.equal(a.numerator, b.numerator) and torch.equal(a.denominator, b.denominator)
+    x = torch.linspace(-3, 3, 61).unsqueeze(-1).expand(-1, 16)
+    with torch.no_grad():
+        gelu_fit = by_partial.fc2.basis(x).squeeze(-1)
+    assert torch.allclose(gelu_fit, F.gelu(x), atol=2e-2)
+
+
+def test_unet_token_bias_follows_the_built_layer(monkeypatch):
+    """U-KAN's rule (bias-free KAN token layers, biased Linear ones) reads the layers the factory
+    builds, not the spec string: a factory that builds nn.Linear for any spec keeps the bias."""
+    from kanzoo.models import kan_unet
+
+    small = dict(embed_dims=[8, 8, 16])
+    ukan = zoo.create_model("kan_unet_ukan_tiny", **small)
+    assert all(fc.bias is None for fc in _token_fcs(ukan))
+    monkeypatch.setattr(kan_unet, "get_linear_layer", lambda spec, **kwargs: nn.Linear)
+    plain = zoo.create_model("kan_unet_ukan_tiny", **small)  # config still says token_layer="kan"
+    fcs = _token_fcs(plain)
+    assert fcs and all(type(fc) is nn.Linear and fc.bias is not None for fc in fcs)
+
+
+def _token_fcs(model: nn.Module) -> list[nn.Module]:
+    return [m for n, m in model.named_modules() if n.split(".")[-1] in ("fc1", "fc2", "fc3")]
+
+
+# -- gradient checkpointing: same loss, gradients and BatchNorm statistics, fewer saved tensors ----
+
+
+def _saved_tensors_of_forward(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    count = 0
+
+    def pack(t):
+        nonlocal count
+        count += 1
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = model(x)
+    return out, count
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, size",
+    [
+        ("conv_kan_tiny", dict(base_width=4, drop_path_rate=0.3, drop_rate=0.2), 16),
+        ("kan_vit_tiny", dict(depth=2, embed_dim=32, drop_path_rate=0.3, proj_drop_rate=0.1), 32),
+        ("kan_unet_tiny", dict(conv_channels=[4, 4, 8], token_dims=[8, 8], drop_path_rate=0.3), 32),
+    ],
+)
+def test_gradient_checkpointing_changes_memory_not_results(name, kwargs, size):
+    x = torch.randn(2, 3, size, size)
+    results = []
+    for enable in (False, True):
+        torch.manual_seed(0)
+        model = zoo.create_model(name, **kwargs).train()
+        model.set_grad_checkpointing(enable)
+        torch.manual_seed(1)  # the same dropout / drop-path draws in both runs
+        out, saved = _saved_tensors_of_forward(model, x)
+        loss = out.float().pow(2).mean()
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+        stats = {n: b.clone() for n, b in model.named_buffers()}
+        results.append((loss.detach(), grads, stats, saved))
+    (loss0, grads0, stats0, saved0), (loss1, grads1, stats1, saved1) = results
+    torch.testing.assert_close(loss1, loss0, rtol=0, atol=0)
+    assert grads0.keys() == grads1.keys()
+    for n in grads0:
+        torch.testing.assert_close(grads1[n], grads0[n], rtol=1e-5, atol=1e-7, msg=n)
+    for n in stats0:  # BatchNorm running statistics: updated once per forward, not again in backward
+        torch.testing.assert_close(stats1[n], stats0[n], rtol=0, atol=0, msg=n)
+    assert saved1 < saved0 / 2, (saved0, saved1)  # checkpointing is really on
+
+
+def test_drop_path_drops_whole_samples():
+    from kanzoo.models._vision import DropPath
+
+    layer = DropPath(0.25)
+    x = torch.ones(4000, 3, 2, 2)
+    y = layer.train()(x)
+    kept = y.flatten(1).amax(1) > 0
+    assert ((y[kept] == 1 / 0.75).all()) and (y[~kept] == 0).all()  # per sample, rescaled
+    assert abs((~kept).float().mean().item() - 0.25) < 0.03
+    assert torch.equal(layer.eval()(x), x)
+    with pytest.raises(ValueError, match="drop path rate"):
+        DropPath(1.0)
+
+
+# -- KAN-UNet as a segmentation backbone ----------------------------------------------------------
+
+
+def test_unet_encoder_features_match_the_network_and_feature_info():
+    model: KANUNet = zoo.create_model("kan_unet_tiny").eval()
+    info = model.feature_info
+    assert [f["num_chs"] for f in info] == [8, 16, 32, 48, 64]
+    assert [f["reduction"] for f in info] == [2, 4, 8, 16, 32]
+    x = torch.randn(2, 3, 64, 96)
+    # reference: the encoder modules run by hand (conv pairs then 2x2 max-pool; embed then tokens)
+    ref, h = [], x
+    with torch.no_grad():
+        for stage in model.encoder:
+            h = F.max_pool2d(stage(h), 2)
+            ref.append(h)
+        for embed, stage in zip(model.embeds, model.token_stages):
+            h = stage(embed(h))
+            ref.append(h)
+        final, maps = model.forward_intermediates(x)
+        for f, r, m in zip(info, ref, maps, strict=True):
+            assert m.shape == (2, f["num_chs"], 64 // f["reduction"], 96 // f["reduction"])
+            torch.testing.assert_close(m, r, rtol=0, atol=0)
+        torch.testing.assert_close(final, ref[-1], rtol=0, atol=0)
+        torch.testing.assert_close(model.forward_features(x), ref[-1], rtol=0, atol=0)
+        picked = model.forward_intermediates(x, indices=[1, -1], intermediates_only=True, stop_early=True)
+        assert [p.shape[1] for p in picked] == [16, 64]
+    with pytest.raises(ValueError, match=r"divisible by its network stride 32.*Nearest valid size"):
+        model.forward_features(torch.randn(1, 3, 60, 64))
+
+
+def test_unet_as_a_timm_feature_extractor():
+    """timm's FeatureGetterNet (what features_only builds for timm's ViTs) over KAN-UNet: the
+    decoder is pruned away and the selected encoder maps train like any backbone's."""
+    from timm.models._features import FeatureGetterNet
+
+    torch.manual_seed(0)
+    model = zoo.create_model("kan_unet_tiny").eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = model.forward_intermediates(x, indices=(0, 2, 3), intermediates_only=True)
+    full = zoo.count_parameters(model)
+    backbone = FeatureGetterNet(model, out_indices=(0, 2, 3))
+    assert backbone.feature_info.channels() == [8, 32, 48]
+    assert backbone.feature_info.reduction() == [2, 8, 16]
+    assert zoo.count_parameters(backbone) < full  # decoder, head and the last token stage are gone
+    with torch.no_grad():
+        for got, want in zip(backbone(x), expected, strict=True):
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
+    backbone.train()
+    sum(f.mean() for f in backbone(x)).backward()
+    assert all(p.grad is not None for p in backbone.parameters())  # no unused parameters (DDP)
+    assert model(x).shape == (2, 48, 4, 4)  # pruned: forward is the deepest kept level
+    assert model(torch.randn(1, 3, 48, 48)).shape == (1, 48, 3, 3)  # its stride is now 16
+
+
+# -- torch.fx: the models trace (KAN layers as leaf modules), the input checks stay in the graph --
+
+
+class _KANLeafTracer(torch.fx.Tracer):
+    """torch.fx's tracer with KAN layers as leaves (as timm's tracer has them, see models/_timm.py)."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return is_kan_layer(m) or super().is_leaf_module(m, qualname)
+
+
+def _trace(model: nn.Module) -> torch.fx.GraphModule:
+    return torch.fx.GraphModule(model, _KANLeafTracer().trace(model))
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, size",
+    [
+        ("conv_kan_tiny", dict(drop_path_rate=0.2), 32),
+        ("kan_vit_tiny", dict(depth=2, drop_path_rate=0.2), 32),
+        ("kan_unet_tiny", dict(conv_channels=[4, 4, 8], token_dims=[8, 8], drop_path_rate=0.2), 32),
+    ],
+)
+def test_models_trace_with_torch_fx(name, kwargs, size):
+    torch.manual_seed(0)
+    model = zoo.create_model(name, **kwargs)
+    x = torch.randn(2, 3, size, size)
+    traced = _trace(model.eval())
+    with torch.no_grad():
+        torch.testing.assert_close(traced(x), model(x), rtol=0, atol=0)
+    if name != "kan_vit_tiny":  # (timm's ViT checks its input with timm's own traced assert)
+        assert "check_image" in traced.code
+        with pytest.raises(ValueError, match=r"expected pixel_values of shape \(B, 3, H, W\)"):
+            traced(torch.randn(2, 1, size, size))
+    if name != "kan_unet_tiny":
+        return  # timm's own suite (tests/ecosystem) traces and trains the timm models
+    # training mode (drop path active): same draws, same loss and gradients as eager
+    traced_train = _trace(model.train())
+    losses, grads = [], []
+    for module in (model, traced_train):
+        module.zero_grad()
+        torch.manual_seed(1)
+        loss = module(x).pow(2).mean()
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append([p.grad.clone() for p in module.parameters()])
+    torch.testing.assert_close(losses[1], losses[0], rtol=0, atol=0)
+    for g1, g0 in zip(grads[1], grads[0], strict=True):
+        torch.testing.assert_close(g1, g0, rtol=0, atol=0)
+
+
+def test_kan_layer_input_check_lets_fx_proxies_through():
+    """While torch.fx traces a KAN layer its input is a Proxy: the check returns the parameters'
+    dtype instead of rejecting it; eager inputs are checked as before."""
+    graph = torch.fx.Graph()
+    proxy = torch.fx.Proxy(graph.placeholder("x"), torch.fx.proxy.GraphAppendingTracer(graph))
+    for layer, bad in ((KANLinear(3, 2), torch.randn(4, 5)), (KANConv2d(3, 2, 3), torch.randn(1, 5, 4, 4))):
+        assert layer._check_input(proxy) == torch.float32
+        assert layer.double()._check_input(proxy) == torch.float64
+        with pytest.raises(ValueError, match="expected input of shape"):
+            layer(bad.double())

@@ -9,8 +9,7 @@ from kanzoo.train import checkpoint as ckpt
 
 def _stage(root, step, *, complete=True, payload="x"):
     final = root / ckpt.checkpoint_name(step)
-    tmp = ckpt.tmp_path(final)
-    tmp.mkdir(parents=True)
+    tmp = ckpt.stage(final)
     (tmp / "weights.bin").write_text(payload)
     if complete:
         ckpt.write_json_atomic(tmp / ckpt.STATE_FILE, {"step": step})
@@ -37,6 +36,20 @@ def test_incomplete_and_staging_dirs_are_never_the_latest(tmp_path):
     ckpt.remove_stale_tmp(tmp_path)
     assert not (tmp_path / ".tmp-step_00030").exists()
     assert ckpt.latest_checkpoint(tmp_path / "missing") is None
+    # an unmarked entry under a name the trainer needs is never deleted: refused
+    (tmp_path / ".tmp-step_00050").mkdir()
+    with pytest.raises(ckpt.NotOursError, match="not created by kanzoo"):
+        ckpt.remove_stale_tmp(tmp_path)
+    assert (tmp_path / ".tmp-step_00050").is_dir()
+
+
+def test_publish_replaces_only_the_trainers_own_old_dirs(tmp_path):
+    ckpt.publish(*_stage(tmp_path, 1, payload="a"))
+    (tmp_path / ".old-step_00001").mkdir()  # not the trainer's
+    tmp, final = _stage(tmp_path, 1, payload="b")
+    with pytest.raises(ckpt.NotOursError):
+        ckpt.publish(tmp, final)
+    assert (final / "weights.bin").read_text() == "a" and (tmp_path / ".old-step_00001").is_dir()
 
 
 def test_prune_keeps_the_newest(tmp_path):

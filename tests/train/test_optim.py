@@ -107,9 +107,9 @@ def test_adamw_decays_only_the_decay_group():
 
 
 def test_optim_config_validates_decay_settings_and_reads_old_cards():
-    with pytest.raises(ValueError, match="optim.weight_decay must be >= 0, got -1"):
+    with pytest.raises(ValueError, match="optim.weight_decay must be a finite number >= 0, got -1"):
         OptimConfig(weight_decay=-1)
-    with pytest.raises(ValueError, match="optim.kan_weight_decay must be >= 0 or null, got -0.5"):
+    with pytest.raises(ValueError, match="kan_weight_decay must be a finite number >= 0 or null, got -0.5"):
         OptimConfig(kan_weight_decay=-0.5)
     # Cards written before roles recorded kan_weight_decay: 0.0; it now means "no decay on KAN weights".
     assert OptimConfig.from_dict({"kan_weight_decay": 0.0, "kan_lr_mult": 1.0}).kan_weight_decay == 0.0

@@ -30,7 +30,8 @@ def test_lm_eval_sums_match_numpy_shifted_nll():
     assert sums["nll"] == pytest.approx(nll, rel=1e-6)
     assert sums["correct"] == (lg.argmax(-1) == y).sum()
     metrics = get_task("lm").finalize(sums)
-    assert metrics["val_ppl"] == pytest.approx(np.exp(nll / 8), rel=1e-6)
+    assert metrics["val_ppl_est"] == pytest.approx(np.exp(nll / 8), rel=1e-6)
+    assert metrics["eval_tokens"] == 8
 
 
 def test_classification_accuracy_and_loss():

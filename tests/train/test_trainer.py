@@ -1,6 +1,7 @@
 """Trainer behaviour on toy models (in-process, CPU, seconds)."""
 
 import json
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -172,7 +173,7 @@ def test_mixed_precision_resolution_and_bf16_on_cpu(tmp_path):
 
 
 def test_bad_trainer_settings_name_the_key():
-    with pytest.raises(ValueError, match="trainer.batch_size must be >= 1"):
+    with pytest.raises(ValueError, match="trainer.batch_size must be an integer >= 1, got 0"):
         TrainerConfig(batch_size=0)
     with pytest.raises(
         ValueError, match=r"unknown trainer setting\(s\): 'max_step' \(did you mean 'max_steps'\?\)"
@@ -180,15 +181,22 @@ def test_bad_trainer_settings_name_the_key():
         TrainerConfig.from_dict({"max_step": 3})
 
 
-def test_jsonl_truncate_after_drops_records_past_the_resume_step(tmp_path):
-    log = JsonlLogger(path=tmp_path / "m.jsonl")
+def test_jsonl_start_rewinds_to_the_checkpoint_history_and_refuses_other_runs_metrics(tmp_path):
+    log = JsonlLogger(path=tmp_path / "sub" / "m.jsonl")
+    log.start([], new=True)
+    assert not (tmp_path / "sub").exists()  # nothing is created before the first record
     for step in range(1, 6):
         log.log({"loss": float(step)}, step=step)
     log.finish()
-    with open(tmp_path / "m.jsonl", "a") as f:
+    with open(tmp_path / "sub" / "m.jsonl", "a") as f:
         f.write('{"step": 6, "lo')  # a line cut by a kill
-    log.truncate_after(3)
-    assert [r["step"] for r in read_jsonl(tmp_path / "m.jsonl")] == [1, 2, 3]
+    log.start([{"step": 1, "loss": 1.0}, {"step": 3, "val_loss": float("nan")}], new=False)
+    assert read_jsonl(tmp_path / "sub" / "m.jsonl") == [
+        {"step": 1, "loss": 1.0},
+        {"step": 3, "val_loss": "nan"},
+    ]
+    with pytest.raises(FileExistsError, match="already holds metrics of another run"):
+        JsonlLogger(path=tmp_path / "sub" / "m.jsonl").start([], new=True)
 
 
 def test_wandb_mode_is_offline_unless_configured(monkeypatch, tmp_path):
@@ -261,3 +269,127 @@ def test_resume_refuses_a_model_built_differently_from_the_checkpoint(tmp_path):
         _fit(tmp_path, model=Configured(act="relu"), max_steps=6, checkpoint_every=2, resume="auto")
     trainer, _ = _fit(tmp_path, model=Configured(act="gelu"), max_steps=6, checkpoint_every=2, resume="auto")
     assert trainer.step == 6
+
+
+def _fused_adamw(monkeypatch):
+    """AdamW with the fused kernel on the CPU: the optimizer a GPU run gets (it can skip an update
+    on the device through ``found_inf``)."""
+    import kanzoo.train.trainer as tr
+
+    real = tr.build_optimizer
+
+    def build(model, config):
+        groups = [
+            {k: g[k] for k in ("params", "lr", "weight_decay", "name") if k in g}
+            for g in real(model, config).param_groups
+        ]
+        return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps, fused=True)
+
+    monkeypatch.setattr(tr, "build_optimizer", build)
+
+
+def test_an_optimizer_step_never_waits_for_the_host_only_log_steps_do(tmp_path, monkeypatch):
+    import sys
+
+    _fused_adamw(monkeypatch)
+    trainer = Trainer(
+        model=toy_model("classification"),
+        data=toy_data("classification"),
+        optim=OptimConfig(lr=1e-2),
+        config=TrainerConfig(run_dir=str(tmp_path), max_steps=10, batch_size=8, progress=False, log_every=5),
+        name="toy",
+    )
+    trainer.defer_nonfinite = True  # as on a GPU with the fused optimizer
+    syncs = []
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__", "cpu", "numpy"):
+        original = getattr(torch.Tensor, name)
+
+        def spy(self, *a, _original=original, _name=name, **k):
+            frame, origin = sys._getframe(1), None
+            while frame is not None and origin is None:  # the first kanzoo frame that asked
+                if "/kanzoo/" in frame.f_code.co_filename:
+                    origin = frame.f_code.co_filename.rsplit("/kanzoo/", 1)[1]
+                frame = frame.f_back
+            syncs.append((trainer.watch.phase, _name, origin))
+            return _original(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, spy)
+    trainer.fit()
+    monkeypatch.undo()
+    in_steps = [s for s in syncs if s[0] in ("data", "forward", "backward", "optimizer")]
+    # the task's own loss code (tasks.py) is not the trainer's to judge; the sampler draws an
+    # epoch's order on the CPU by design (no device involved)
+    assert [s for s in in_steps if s[2] not in ("train/tasks.py", "train/sampler.py")] == []
+    assert any(s[0] == "log" for s in syncs)  # the loss is read at log steps
+    assert [r["step"] for r in trainer.history if "loss" in r] == [5, 10]
+
+
+def test_deferred_nonfinite_check_skips_the_bad_update_on_the_device(tmp_path, monkeypatch):
+    _fused_adamw(monkeypatch)
+    model = NaNAfter(calls=7)
+    trainer = Trainer(
+        model=model,
+        data=toy_data("classification"),
+        optim=OptimConfig(lr=1e-2),
+        config=TrainerConfig(run_dir=str(tmp_path), max_steps=20, batch_size=8, progress=False, log_every=5),
+        name="toy",
+    )
+    trainer.defer_nonfinite = True
+    with pytest.raises(NonFiniteLossError, match=r"became nan at step 8 .*skipped on the device .*step 10"):
+        trainer.fit()
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_a_loss_made_nan_by_an_infinite_learning_rate_names_the_learning_rate(tmp_path, monkeypatch):
+    import kanzoo.train.trainer as tr
+
+    def schedule(optimizer, *, total_steps, schedule):
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: math.inf if step >= 2 else 1.0)
+
+    monkeypatch.setattr(tr, "build_scheduler", schedule)
+    with pytest.raises(
+        NonFiniteLossError, match=r"became nan at step \d+ .*cause: the learning rate is \[inf"
+    ):
+        _fit(tmp_path, max_steps=10)
+
+
+def test_compile_true_trains_the_whole_model_compiled(tmp_path):
+    from torch._dynamo.eval_frame import OptimizedModule
+
+    eager, _ = _fit(tmp_path / "eager", max_steps=4, log_every=1)
+    torch._dynamo.reset()
+    compiled, _ = _fit(tmp_path / "compiled", max_steps=4, log_every=1, compile=True)
+    assert isinstance(compiled._train_model, OptimizedModule)
+    assert compiled._train_model._orig_mod is compiled.model
+    a = [r["loss"] for r in eager.history if "loss" in r]
+    b = [r["loss"] for r in compiled.history if "loss" in r]
+    assert a == pytest.approx(b, rel=1e-4, abs=1e-5)
+    wa = load_file(str(tmp_path / "eager" / "final" / "model.safetensors"))
+    wb = load_file(str(tmp_path / "compiled" / "final" / "model.safetensors"))
+    assert wa.keys() == wb.keys()  # no "_orig_mod." prefixes in a compiled run's checkpoint
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: TrainerConfig(clip_grad_norm=-1), "trainer.clip_grad_norm must be a number >= 0"),
+        (
+            lambda: TrainerConfig(eval_max_batches=0),
+            "trainer.eval_max_batches must be an integer >= 1 or null",
+        ),
+        (lambda: OptimConfig(weight_decay=-1), "optim.weight_decay must be a finite number >= 0"),
+        (lambda: TrainerConfig(max_steps=1.5), "trainer.max_steps must be an integer >= 1, got 1.5"),
+        (lambda: TrainerConfig(eval_batch_size=0), "trainer.eval_batch_size must be an integer >= 1"),
+        (lambda: TrainerConfig(progress="maybe"), "trainer.progress must be true or false, got 'maybe'"),
+        (
+            lambda: ScheduleConfig(warmup_ratio=1.0),
+            r"optim.schedule.warmup_ratio must be a finite number in \[0, 1\)",
+        ),
+        (lambda: OptimConfig(betas=[0.9]), r"optim.betas must be two numbers in \[0, 1\)"),
+    ],
+)
+def test_settings_that_would_train_silently_wrong_are_refused_naming_them(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()

@@ -1,6 +1,7 @@
 """``python -m kanzoo.viz``: argument parsing and rendering a saved checkpoint."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -75,3 +76,31 @@ def test_cli_renders_checkpoint_with_data(tmp_path, capsys):
     assert main([f"checkpoint={tmp_path / 'ckpt'}", "list=true"]) == 0
     listed = capsys.readouterr().out
     assert all(n in listed for n in names)
+
+
+def test_default_output_is_one_folder_per_checkpoint(tmp_path, monkeypatch, capsys):
+    """Two runs' checkpoints (both called final/) must not overwrite each other's edge_scores.json."""
+    from kanzoo.models import create_model
+    from kanzoo.viz.__main__ import default_output
+
+    monkeypatch.chdir(tmp_path)
+    ckpts = []
+    for run, model_name in (
+        ("kan_unet/2026-01-01_10-00-00", "kan_unet_tiny"),
+        ("kan_gpt/2026-01-02_11-00-00", "kan_gpt_nano"),
+    ):
+        ckpt = tmp_path / "runs" / run / "final"
+        create_model(model_name).save_pretrained(ckpt)
+        ckpts.append(ckpt)
+    outs = [default_output(str(c)) for c in ckpts]
+    assert outs[0] == Path("viz/kan_unet/2026-01-01_10-00-00/final")
+    assert outs[1] == Path("viz/kan_gpt/2026-01-02_11-00-00/final")
+    layers = ["token_stages.1.*", "transformer.h.1.mlp.*"]
+    for ckpt, layer in zip(ckpts, layers):
+        assert main([f"checkpoint={ckpt}", f"layer={layer}", "max_edges=2"]) == 0
+    capsys.readouterr()
+    first = json.loads((tmp_path / outs[0] / "edge_scores.json").read_text())
+    second = json.loads((tmp_path / outs[1] / "edge_scores.json").read_text())
+    assert all(k.startswith("token_stages.1.") for k in first)
+    assert all(k.startswith("transformer.h.1.mlp.") for k in second)
+    assert default_output("kan_unet-shapes") == Path("viz/kan_unet-shapes")

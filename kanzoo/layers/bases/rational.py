@@ -410,6 +410,11 @@ def fit_rational(target: str, numerator_degree: int, denominator_degree: int) ->
     A linearized fit (``P(x) - f(x) (Q(x) - 1) = f(x)``) gives the starting point, then L-BFGS
     refines the true relative-error objective.
 
+    The fit always runs on the CPU with autograd enabled and returns plain Python numbers, so
+    building a basis works under any default device (``with torch.device("meta")``, as timm and
+    transformers use to build models without allocating them), under ``torch.no_grad()`` and
+    under ``torch.inference_mode()``.
+
     Returns:
         ``(numerator, denominator)`` coefficient tuples.
     """
@@ -420,8 +425,13 @@ def fit_rational(target: str, numerator_degree: int, denominator_degree: int) ->
         num = [0.0] * (m + 1)
         num[1] = 1.0
         return tuple(num), (0.0,) * n
+    with torch.device("cpu"), torch.inference_mode(False), torch.enable_grad():
+        return _fit(_TARGETS[target], m, n)
+
+
+def _fit(target, m: int, n: int) -> tuple[tuple, tuple]:
     x = torch.linspace(-4, 4, 801, dtype=torch.float64)
-    f = _TARGETS[target](x)
+    f = target(x)
     powers = torch.stack([x**d for d in range(m + 1)], dim=1)
     apow = torch.stack([-f * x.abs() ** j for j in range(1, n + 1)], dim=1)
     sol = torch.linalg.lstsq(torch.cat([powers, apow], dim=1), f.unsqueeze(1)).solution.squeeze(1)
@@ -435,8 +445,7 @@ def fit_rational(target: str, numerator_degree: int, denominator_degree: int) ->
         loss.backward()
         return loss
 
-    with torch.enable_grad():
-        opt.step(closure)
+    opt.step(closure)
     return tuple(a.detach().tolist()), tuple(b.detach().abs().tolist())
 
 
@@ -483,13 +492,26 @@ class RationalBasis(Basis):
         self.denominator_degree = int(denominator_degree)
         self.init = init
         self.num_features = 1
-        num, den = fit_rational(init, self.numerator_degree, self.denominator_degree)
-        self.numerator = nn.Parameter(torch.tensor(num, dtype=torch.float32).repeat(self.num_groups, 1))
-        self.denominator = nn.Parameter(
-            torch.tensor(den, dtype=torch.float32).reshape(1, -1).repeat(self.num_groups, 1)
-        )
-        group = torch.arange(self.in_features) * self.num_groups // self.in_features
-        self.register_buffer("group_index", group, persistent=False)
+        if init not in _TARGETS:
+            raise ValueError(f"init must be one of {sorted(_TARGETS)}, got {init!r}")
+        m1, n = self.numerator_degree + 1, self.denominator_degree
+        self.numerator = nn.Parameter(torch.empty(self.num_groups, m1))
+        self.denominator = nn.Parameter(torch.empty(self.num_groups, n))
+        self.register_buffer("group_index", torch.empty(self.in_features, dtype=torch.long), persistent=False)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Every group starts as the ``init`` function; ``group_index`` maps channels to groups.
+
+        Also the way to initialise a basis built on the meta device after ``to_empty()``: the
+        non-persistent ``group_index`` is not in checkpoints, so it is recomputed here.
+        """
+        num, den = fit_rational(self.init, self.numerator_degree, self.denominator_degree)
+        self.numerator.copy_(self.numerator.new_tensor(num).expand_as(self.numerator))
+        self.denominator.copy_(self.denominator.new_tensor(den).reshape(1, -1).expand_as(self.denominator))
+        channels = torch.arange(self.in_features, device=self.group_index.device)
+        self.group_index.copy_(channels * self.num_groups // self.in_features)
 
     def extra_repr(self) -> str:
         return (
