@@ -89,6 +89,7 @@ def unwrap_state_dict(
     wrapper_keys: tuple[str, ...] = WRAPPER_KEYS,
     label: str = "the given state_dict",
     allow_nonfinite: bool = False,
+    knots: str | None = None,
 ) -> dict:
     """A plain ``dict`` of name -> tensor from a module, a state dict, or a wrapped training checkpoint.
 
@@ -102,6 +103,7 @@ def unwrap_state_dict(
         wrapper_keys: Wrapper entries to look inside, in order.
         label: How messages name the source (its file path).
         allow_nonfinite: Accept NaN/inf tensors (refused by default).
+        knots: Key suffix of knot grids to check first with :func:`check_knots` (no opt-out).
 
     Raises:
         ValueError: Not a mapping, no tensors found, entries that are not tensors, NaN/inf values,
@@ -131,6 +133,8 @@ def unwrap_state_dict(
             if out and all(k.startswith(prefix) for k in out):
                 out = {k[len(prefix) :]: v for k, v in out.items()}
                 stripped = True
+    if knots is not None:
+        check_knots(out, who=who, label=label, suffix=knots)
     check_tensors(out, source=f"{who}: {label}", allow_nonfinite=allow_nonfinite)
     return out
 

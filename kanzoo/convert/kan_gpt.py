@@ -23,7 +23,6 @@ import torch
 
 from kanzoo.convert._checkpoint import (
     check_float_sources,
-    check_knots,
     label_of,
     read_checkpoint,
     unwrap_state_dict,
@@ -108,9 +107,9 @@ def _load(source: Any, *, allow_nonfinite: bool) -> dict[str, torch.Tensor]:
     label = label_of(source)
     if isinstance(source, (str, os.PathLike)):
         source = read_checkpoint(source, who="from_kan_gpt", suffixes=None)
-    sd = unwrap_state_dict(source, who="from_kan_gpt", label=label, allow_nonfinite=allow_nonfinite)
-    check_knots(sd, who="from_kan_gpt", label=label)
-    return sd
+    return unwrap_state_dict(
+        source, who="from_kan_gpt", label=label, allow_nonfinite=allow_nonfinite, knots=".grid"
+    )
 
 
 def _peer_key(ours: str) -> str:

@@ -46,7 +46,6 @@ from torch import nn
 
 from kanzoo.convert._checkpoint import (
     check_float_sources,
-    check_knots,
     label_of,
     read_checkpoint,
     unwrap_state_dict,
@@ -132,9 +131,9 @@ def load_ukan_state_dict(
     if isinstance(source, (str, os.PathLike)):
         hint = ". Save model.state_dict(), not the pickled module"
         source = read_checkpoint(source, who="from_ukan", suffixes=_TORCH_SUFFIXES, hint=hint)
-    sd = unwrap_state_dict(source, who="from_ukan", label=label, allow_nonfinite=allow_nonfinite)
-    check_knots(sd, who="from_ukan", label=label)
-    return sd
+    return unwrap_state_dict(
+        source, who="from_ukan", label=label, allow_nonfinite=allow_nonfinite, knots=".grid"
+    )
 
 
 def _shape(sd: Mapping[str, torch.Tensor], key: str, ndim: int) -> tuple[int, ...]:

@@ -347,7 +347,8 @@ def test_bad_keys_shapes_and_options_are_named():
     with pytest.raises(ValueError, match=r"unexpected keys \(2\): aux\.bias, aux\.weight"):
         from_ukan({**sd, "aux.weight": torch.zeros(2), "aux.bias": torch.zeros(2)})
     wrong = {**sd, "decoder2.conv.3.weight": torch.zeros(16, 24, 1, 1, dtype=torch.float64)}
-    with pytest.raises(ValueError, match=r"shape mismatches \(1\): decoder2\.conv\.3\.weight: checkpoint \(16, 24, 1, 1\)"):
+    shape_error = r"shape mismatches \(1\): decoder2\.conv\.3\.weight: checkpoint \(16, 24, 1, 1\)"
+    with pytest.raises(ValueError, match=shape_error):
         from_ukan(wrong)
     with pytest.raises(ValueError, match=r"num_classes=3 but the checkpoint has 1"):
         from_ukan(sd, num_classes=3)
