@@ -28,7 +28,7 @@ from kanzoo.convert._checkpoint import (
     unwrap_state_dict,
 )
 from kanzoo.models._gpt_config import KanGPTConfig
-from kanzoo.models._validate import CheckpointMismatchError, key_mismatches
+from kanzoo.models._validate import CheckpointError, CheckpointMismatchError, key_mismatches
 from kanzoo.models.kan_gpt import KanGPTForCausalLM
 
 __all__ = ["KAN_GPT_PRESETS", "from_kan_gpt", "kan_gpt_config"]
@@ -211,6 +211,11 @@ def from_kan_gpt(
         dropout=dropout,
     )
     dtype = sd["transformer.wte.weight"].dtype
+    if not dtype.is_floating_point:
+        raise CheckpointError(
+            f"from_kan_gpt: {label}: tensor 'transformer.wte.weight' has dtype "
+            f"{str(dtype).removeprefix('torch.')}; expected a floating-point tensor"
+        )
     with torch.device("meta"):
         model = KanGPTForCausalLM(config)
     model = model.to(dtype)
