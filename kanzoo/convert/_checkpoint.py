@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kanzoo.models._validate import CheckpointError, check_tensors, read_header
+from kanzoo.models._validate import FLOAT_DTYPES, CheckpointError, check_tensors, read_header
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
 PREFIXES = ("module.", "_orig_mod.")
@@ -169,9 +169,10 @@ def check_knots(sd: Mapping[str, torch.Tensor], *, who: str, label: str, suffix:
     for key, knots in sd.items():
         if not key.endswith(suffix):
             continue
-        if not knots.is_floating_point():
+        if knots.dtype not in FLOAT_DTYPES:
             raise CheckpointError(
-                f"{who}: {label}: knot grid {key!r} has dtype {knots.dtype}; expected floats"
+                f"{who}: {label}: knot grid {key!r} has dtype {knots.dtype}; "
+                "expected float16/bfloat16/float32/float64"
             )
         if knots.numel() and not bool(torch.isfinite(knots).all()):
             raise CheckpointError(f"{who}: {label}: knot grid {key!r} holds NaN/inf; expected finite knots")

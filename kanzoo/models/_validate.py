@@ -36,6 +36,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 __all__ = [
+    "FLOAT_DTYPES",
     "CheckpointError",
     "CheckpointMismatchError",
     "KeyMismatch",
@@ -79,6 +80,10 @@ SAFETENSORS_DTYPES: dict[str, tuple[float, str]] = {
 
 # ``dtype``/``torch_dtype`` values a config may name (transformers writes these).
 _CONFIG_DTYPES = frozenset({"float32", "float16", "bfloat16", "float64", "auto", "float", "half", "double"})
+
+
+#: The floating-point dtypes a checkpoint tensor may have (fp8 and smaller are refused).
+FLOAT_DTYPES = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64})
 
 
 class CheckpointError(ValueError):
@@ -544,7 +549,7 @@ def check_tensors(
                 "expected a floating-point tensor (no silent casts of integer/bool values)"
             )
     for key, value in tensors.items():
-        if value.dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
+        if value.is_floating_point() and value.dtype not in FLOAT_DTYPES:
             raise CheckpointError(
                 f"{source}: tensor {key!r} is {str(value.dtype).removeprefix('torch.')}; "
                 "expected float16/bfloat16/float32/float64 (fp8 is not loaded silently)"

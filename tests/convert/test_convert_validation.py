@@ -29,7 +29,7 @@ def _one_line(err: pytest.ExceptionInfo) -> str:
     return msg
 
 
-@pytest.mark.parametrize("kind", ["nan", "constant", "decreasing", "inf"])
+@pytest.mark.parametrize("kind", ["nan", "constant", "decreasing", "inf", "fp8", "int"])
 def test_kan_gpt_bad_knot_grids_are_refused_even_with_allow_nonfinite(kind):
     sd = peer_state_dict(n_layer=1, n_embd=8)
     grid = sd[GRID].clone()
@@ -39,6 +39,10 @@ def test_kan_gpt_bad_knot_grids_are_refused_even_with_allow_nonfinite(kind):
         grid[1, -1] = float("inf")
     elif kind == "constant":
         grid[:] = 0.5
+    elif kind == "fp8":
+        grid = grid.to(torch.float8_e5m2)
+    elif kind == "int":
+        grid = grid.to(torch.int64)
     else:
         grid = grid.flip(-1)
     sd[GRID] = grid
