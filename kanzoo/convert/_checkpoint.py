@@ -10,8 +10,9 @@ float parameters only from floating-point tensors, knot grids finite and strictl
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,35 @@ def label_of(source: Any) -> str:
     if isinstance(source, (str, os.PathLike)):
         return str(source)
     return "the given module" if isinstance(source, nn.Module) else "the given state_dict"
+
+
+def names_its_source(who: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate an importer ``f(source, ...)``: a ValueError about a file source names the file.
+
+    The architecture-reading checks of an importer speak of keys and shapes; when ``source`` is a
+    path, the message gets ``<who>: <path>:`` in front (same exception type, still one line).
+    """
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(source: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(source, *args, **kwargs)
+            except ValueError as err:
+                label = label_of(source)
+                msg = " ".join(str(err).split())
+                if not isinstance(source, (str, os.PathLike)) or label in msg:
+                    raise
+                rest = msg.removeprefix(f"{who}: ")
+                try:
+                    renamed = type(err)(f"{who}: {label}: {rest}")
+                except Exception:  # an exception type that takes other arguments
+                    renamed = CheckpointError(f"{who}: {label}: {rest}")
+                raise renamed from err
+
+        return wrapper
+
+    return decorate
 
 
 def unwrap_state_dict(

@@ -24,6 +24,7 @@ import torch
 from kanzoo.convert._checkpoint import (
     check_float_sources,
     label_of,
+    names_its_source,
     read_checkpoint,
     unwrap_state_dict,
 )
@@ -125,6 +126,7 @@ def _listing(keys: list[str]) -> str:  # for the architecture-reading errors abo
     return f"{', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''} ({len(keys)} in all)"
 
 
+@names_its_source("from_kan_gpt")
 def from_kan_gpt(
     source: Mapping[str, torch.Tensor] | str | os.PathLike,
     *,

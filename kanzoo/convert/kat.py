@@ -52,7 +52,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from kanzoo.convert._checkpoint import check_float_sources, label_of, read_checkpoint, unwrap_state_dict
+from kanzoo.convert._checkpoint import (
+    check_float_sources,
+    label_of,
+    names_its_source,
+    read_checkpoint,
+    unwrap_state_dict,
+)
 from kanzoo.models._registry import create_model, is_model, list_models, model_info
 from kanzoo.models._validate import CheckpointMismatchError, key_mismatches
 from kanzoo.models.kan_vit import KANViT, KANViTConfig
@@ -240,6 +246,7 @@ def _check_layout(model: KANViT, mapped: Mapping[str, torch.Tensor], *, label: s
     check_float_sources(model, mapped, who="from_kat", label=label, name=_kat_name)
 
 
+@names_its_source("from_kat")
 def from_kat(
     source: Mapping[str, Any] | nn.Module | str | os.PathLike,
     *,

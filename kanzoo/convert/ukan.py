@@ -47,6 +47,7 @@ from torch import nn
 from kanzoo.convert._checkpoint import (
     check_float_sources,
     label_of,
+    names_its_source,
     read_checkpoint,
     unwrap_state_dict,
 )
@@ -217,6 +218,7 @@ def _check(option: str, given: Any, found: Any, where: str) -> None:
         raise ValueError(f"from_ukan: {option}={given!r} but the checkpoint has {found!r} ({where})")
 
 
+@names_its_source("from_ukan")
 def from_ukan(
     source: Mapping[str, Any] | nn.Module | str | os.PathLike,
     *,

@@ -150,3 +150,17 @@ def test_convert_cli_subprocess_corrupt_input_one_line_exit_2(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(src) in lines[0], run.stderr
     assert "Traceback" not in run.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["peer.safetensors"]
+
+
+def test_architecture_errors_about_a_file_name_the_file(tmp_path):
+    """Found by the fuzz module: shape-reading refusals named keys but not the file."""
+    sd = peer_state_dict(n_layer=1, n_embd=8)
+    sd["lm_head.layers.0.spline_weight"] = sd["lm_head.layers.0.spline_weight"].reshape(-1)
+    path = tmp_path / "peer.safetensors"
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
+    with pytest.raises(ValueError, match="lm_head") as err:
+        from_kan_gpt(path, n_head=1)
+    assert _one_line(err).startswith(f"from_kan_gpt: {path}: ")
+    with pytest.raises(ValueError, match="missing key") as err:
+        from_ukan(path)
+    assert str(path) in _one_line(err)
