@@ -8,7 +8,9 @@ Options after the output directory are ``key=value`` keyword arguments of the im
 (``from_kat``, ``from_ukan``, ``from_kan_gpt``); values are read as Python literals when they parse
 (``3``, ``1e-5``, ``True``, ``[256, 320, 512]``) and as strings otherwise. The written directory
 loads with ``kanzoo.from_pretrained(out_dir)`` and scores with ``python evaluate.py checkpoint=out_dir``.
-The output directory must not exist yet (nothing is overwritten).
+The output directory must not exist yet (nothing is overwritten, nothing is left behind on a
+failure). ``allow_nonfinite=True`` imports NaN/inf weights, refused by default. A problem with the
+input prints one ``error: ...`` line and exits with status 2.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib
+import inspect
 import shutil
 import sys
 from pathlib import Path
@@ -31,7 +34,7 @@ IMPORTERS = {
 def _value(text: str) -> Any:
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return text
 
 
@@ -57,6 +60,12 @@ def convert(kind: str, source: str | Path, out_dir: str | Path, **options: Any) 
         raise FileNotFoundError(f"checkpoint file not found: {source}")
     module, name = IMPORTERS[kind]
     importer = getattr(importlib.import_module(module), name)
+    try:
+        inspect.signature(importer).bind(source, **options)
+    except TypeError:
+        known = [p for p in inspect.signature(importer).parameters if p != "source"]
+        unknown = sorted(set(options) - set(known))
+        raise ValueError(f"unknown option(s) {unknown} for {kind}; {name} accepts {known}") from None
     model = importer(source, **options)
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -68,8 +77,16 @@ def convert(kind: str, source: str | Path, out_dir: str | Path, **options: Any) 
     return out
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints the usage too)
+        from kanzoo._cli import exit_with_error
+
+        exit_with_error(f"{message} (usage: {self.prog} KIND SOURCE OUT_DIR [key=value ...])")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    """Run the converter; user errors raise (``run_main`` turns them into one line and exit 2)."""
+    parser = _Parser(
         prog="python -m kanzoo.convert",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -79,14 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out_dir", help="new directory for the kanzoo checkpoint")
     parser.add_argument("options", nargs="*", help="importer keyword arguments as key=value")
     args = parser.parse_args(argv)
-    try:
-        out = convert(args.kind, args.source, args.out_dir, **parse_options(args.options))
-    except (ValueError, FileNotFoundError, FileExistsError, TypeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    out = convert(args.kind, args.source, args.out_dir, **parse_options(args.options))
     print(f"wrote {out} (load with kanzoo.from_pretrained({str(out)!r}))")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from kanzoo._cli import run_main
+
+    sys.exit(run_main(main))

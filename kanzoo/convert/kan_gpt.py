@@ -21,8 +21,15 @@ from typing import Any
 
 import torch
 
-from kanzoo.convert._checkpoint import read_checkpoint, unwrap_state_dict
+from kanzoo.convert._checkpoint import (
+    check_float_sources,
+    label_of,
+    names_its_source,
+    read_checkpoint,
+    unwrap_state_dict,
+)
 from kanzoo.models._gpt_config import KanGPTConfig
+from kanzoo.models._validate import CheckpointError, CheckpointMismatchError, key_mismatches
 from kanzoo.models.kan_gpt import KanGPTForCausalLM
 
 __all__ = ["KAN_GPT_PRESETS", "from_kan_gpt", "kan_gpt_config"]
@@ -97,10 +104,13 @@ def kan_gpt_config(
     )
 
 
-def _load(source: Any) -> dict[str, torch.Tensor]:
+def _load(source: Any, *, allow_nonfinite: bool) -> dict[str, torch.Tensor]:
+    label = label_of(source)
     if isinstance(source, (str, os.PathLike)):
         source = read_checkpoint(source, who="from_kan_gpt", suffixes=None)
-    return unwrap_state_dict(source, who="from_kan_gpt")
+    return unwrap_state_dict(
+        source, who="from_kan_gpt", label=label, allow_nonfinite=allow_nonfinite, knots=".grid"
+    )
 
 
 def _peer_key(ours: str) -> str:
@@ -112,16 +122,18 @@ def _peer_key(ours: str) -> str:
     return ours
 
 
-def _listing(keys: list[str]) -> str:
+def _listing(keys: list[str]) -> str:  # for the architecture-reading errors above the full check
     return f"{', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''} ({len(keys)} in all)"
 
 
+@names_its_source("from_kan_gpt")
 def from_kan_gpt(
     source: Mapping[str, torch.Tensor] | str | os.PathLike,
     *,
     n_head: int | None = None,
     model_type: str | None = None,
     dropout: float = 0.1,
+    allow_nonfinite: bool = False,
 ) -> KanGPTForCausalLM:
     """Convert a kan-gpt efficient-kan ``GPT`` state dict into a :class:`KanGPTForCausalLM` (eval mode).
 
@@ -133,11 +145,15 @@ def from_kan_gpt(
             (n_layer, n_embd) match the shapes.
         model_type: kan-gpt preset name (``"gpt-mini"`` ...); checked against the shapes.
         dropout: Dropout stored in the config (kan-gpt default 0.1; inactive in eval).
+        allow_nonfinite: Import NaN/inf weights (refused by default). Knot grids must be finite
+            and strictly increasing regardless.
 
     Raises:
-        ValueError: Missing/unexpected keys, wrong shapes, unknown heads, a pykan checkpoint.
+        ValueError: Missing/unexpected keys, wrong shapes, unknown heads, a pykan checkpoint,
+            NaN/inf or integer weights, a NaN, constant or decreasing knot grid.
     """
-    sd = _load(source)
+    label = label_of(source)
+    sd = _load(source, allow_nonfinite=allow_nonfinite)
     if any(".act_fun." in k or ".symbolic_fun." in k for k in sd):
         raise ValueError(
             "from_kan_gpt: this is a pykan (ORIGINAL_KAN) kan-gpt checkpoint; only EFFICIENT_KAN is supported"
@@ -197,31 +213,29 @@ def from_kan_gpt(
         dropout=dropout,
     )
     dtype = sd["transformer.wte.weight"].dtype
+    if not dtype.is_floating_point:
+        raise CheckpointError(
+            f"from_kan_gpt: {label}: tensor 'transformer.wte.weight' has dtype "
+            f"{str(dtype).removeprefix('torch.')}; expected a floating-point tensor"
+        )
     with torch.device("meta"):
         model = KanGPTForCausalLM(config)
     model = model.to(dtype)
     ours = model.state_dict()
     expected = {_peer_key(key): key for key in ours}
     masks = {f"transformer.h.{i}.attn.bias": i for i in range(n_layer)}
-    missing = sorted(set(expected) - set(sd))
-    unexpected = sorted(set(sd) - set(expected) - set(masks))
-    if missing or unexpected:
-        raise ValueError(
-            f"from_kan_gpt: missing keys: {_listing(missing)}; unexpected keys: {_listing(unexpected)}"
-        )
-    bad = [
-        f"{p} {tuple(sd[p].shape)} (expected {tuple(ours[o].shape)})"
-        for p, o in expected.items()
-        if tuple(sd[p].shape) != tuple(ours[o].shape)
-    ]
+    report = key_mismatches({p: ours[o] for p, o in expected.items()}, sd, ignore_unexpected=masks)
     tril = torch.tril(torch.ones(block, block)).view(1, 1, block, block)
-    bad += [
+    report.shapes += [
         f"{m} (expected the ({block}, {block}) lower-triangular causal mask)"
         for m in masks
         if m in sd and (sd[m].shape != tril.shape or not torch.equal(sd[m].float().cpu(), tril))
     ]
-    if bad:
-        raise ValueError(f"from_kan_gpt: wrong shapes/values: {_listing(bad)}")
+    if report:
+        raise CheckpointMismatchError("from_kan_gpt: " + report.message(label, "kan-gpt's GPT layout"))
+    check_float_sources(
+        model, {o: sd[p] for p, o in expected.items()}, who="from_kan_gpt", label=label, name=_peer_key
+    )
     model.load_state_dict(
         {o: sd[p].detach().to(ours[o].dtype).clone() for p, o in expected.items()}, strict=True, assign=True
     )

@@ -52,8 +52,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from kanzoo.convert._checkpoint import fmt_keys, read_checkpoint, unwrap_state_dict
+from kanzoo.convert._checkpoint import (
+    check_float_sources,
+    label_of,
+    names_its_source,
+    read_checkpoint,
+    unwrap_state_dict,
+)
 from kanzoo.models._registry import create_model, is_model, list_models, model_info
+from kanzoo.models._validate import CheckpointMismatchError, key_mismatches
 from kanzoo.models.kan_vit import KANViT, KANViTConfig
 
 __all__ = [
@@ -75,7 +82,10 @@ _ACT_INITS = {"swish": "silu", "silu": "silu", "gelu": "gelu"}
 
 
 def load_kat_state_dict(
-    source: Mapping[str, Any] | nn.Module | str | os.PathLike, *, use_ema: bool = False
+    source: Mapping[str, Any] | nn.Module | str | os.PathLike,
+    *,
+    use_ema: bool = False,
+    allow_nonfinite: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Read and unwrap a KAT ``state_dict``.
 
@@ -90,14 +100,17 @@ def load_kat_state_dict(
             ``module.`` (DataParallel/DDP) and ``_orig_mod.`` (``torch.compile``).
         use_ema: Take the EMA weights (``state_dict_ema``/``model_ema``/``ema``) of a training
             checkpoint instead of the raw ones.
+        allow_nonfinite: Accept NaN/inf weights (refused by default).
 
     Returns:
         A plain ``dict`` of KAT key -> tensor.
 
     Raises:
         FileNotFoundError: The path does not exist.
-        ValueError: Unreadable file, no tensors, non-tensor values, or no EMA weights when asked.
+        ValueError: Unreadable file, no tensors, non-tensor values, NaN/inf values, or no EMA weights
+            when asked.
     """
+    label = label_of(source)
     if isinstance(source, nn.Module):
         source = source.state_dict()
     if isinstance(source, (str, os.PathLike)):
@@ -110,7 +123,7 @@ def load_kat_state_dict(
         if ema is None:
             raise ValueError(f"from_kat: use_ema=True but the checkpoint has none of {list(_EMA_KEYS)}")
         source = ema
-    return unwrap_state_dict(source, who="from_kat")
+    return unwrap_state_dict(source, who="from_kat", label=label, allow_nonfinite=allow_nonfinite)
 
 
 def _shape(sd: Mapping[str, torch.Tensor], key: str, ndim: int) -> tuple[int, ...]:
@@ -221,30 +234,19 @@ def _kat_name(kanzoo_key: str) -> str:
     return kanzoo_key
 
 
-def _check_layout(model: KANViT, sd: Mapping[str, torch.Tensor], mapped: Mapping[str, torch.Tensor]) -> None:
-    expected = model.state_dict()
-    missing = sorted(_kat_name(k) for k in expected if k not in mapped)
-    unexpected = sorted(k for k, k2 in zip(sd, mapped, strict=True) if k2 not in expected)
-    shapes = sorted(
-        f"{_kat_name(k)} {tuple(sd[_kat_name(k)].shape)} (expected kanzoo {k} {tuple(v.shape)})"
-        for k, v in mapped.items()
-        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
-    )
-    if missing or unexpected or shapes:
+def _check_layout(model: KANViT, mapped: Mapping[str, torch.Tensor], *, label: str) -> None:
+    report = key_mismatches(model.state_dict(), mapped, name=_kat_name)
+    if report:
         c = model.config
-        parts = [
-            f"from_kat: the checkpoint does not fit KAT with embed_dim={c.embed_dim}, depth={c.depth}, "
-            f"mlp_ratio={c.mlp_ratio:g}, {c.layer_kwargs}, num_classes={c.num_classes}"
-        ]
-        if missing:
-            parts.append(f"missing keys ({fmt_keys(missing)})")
-        if unexpected:
-            parts.append(f"unexpected keys ({fmt_keys(unexpected)})")
-        if shapes:
-            parts.append(f"wrong shapes ({fmt_keys(shapes)})")
-        raise ValueError("\n  ".join(parts))
+        target = (
+            f"KAT with embed_dim={c.embed_dim}, depth={c.depth}, mlp_ratio={c.mlp_ratio:g}, "
+            f"{c.layer_kwargs}, num_classes={c.num_classes}"
+        )
+        raise CheckpointMismatchError("from_kat: " + report.message(label, target))
+    check_float_sources(model, mapped, who="from_kat", label=label, name=_kat_name)
 
 
+@names_its_source("from_kat")
 def from_kat(
     source: Mapping[str, Any] | nn.Module | str | os.PathLike,
     *,
@@ -254,6 +256,7 @@ def from_kat(
     act_init: str | None = None,
     use_ema: bool = False,
     drop_path_rate: float = 0.0,
+    allow_nonfinite: bool = False,
 ) -> KANViT:
     """Convert a KAT (``Adamdad/kat``) checkpoint into a kanzoo ``KANViT`` with the same logits.
 
@@ -272,6 +275,7 @@ def from_kat(
             Default: swish, or the preset of ``model_name``.
         use_ema: Import the EMA weights of a timm training checkpoint.
         drop_path_rate: Stochastic depth for further training (KAT's recipes use 0.1).
+        allow_nonfinite: Import NaN/inf weights (refused by default).
 
     Returns:
         The model in eval mode, in the checkpoint's dtype, whose logits equal KAT's ``model(x)``.
@@ -281,7 +285,8 @@ def from_kat(
         ValueError: Unreadable source, invalid options, or tensors that do not fit KAT's layout
             (missing, unexpected and wrongly shaped keys are named with KAT's names).
     """
-    sd = load_kat_state_dict(source, use_ema=use_ema)
+    label = label_of(source)
+    sd = load_kat_state_dict(source, use_ema=use_ema, allow_nonfinite=allow_nonfinite)
     cfg = _infer_config(sd)
     embed_dim = cfg["embed_dim"]
     if num_heads is None:
@@ -317,7 +322,7 @@ def from_kat(
         model = create_model(model_name, **cfg)
     model = model.to(dtype)
     mapped = kat_to_kanzoo_state_dict(sd, num_groups=cfg["layer_kwargs"]["num_groups"])
-    _check_layout(model, sd, mapped)
+    _check_layout(model, mapped, label=label)
     model.load_state_dict(mapped, strict=True)
     if num_classes is not None and int(num_classes) != model.config.num_classes:
         model.reset_classifier(int(num_classes))

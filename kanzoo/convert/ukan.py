@@ -44,7 +44,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from kanzoo.convert._checkpoint import fmt_keys, read_checkpoint, unwrap_state_dict
+from kanzoo.convert._checkpoint import (
+    check_float_sources,
+    label_of,
+    names_its_source,
+    read_checkpoint,
+    unwrap_state_dict,
+)
+from kanzoo.models._validate import CheckpointMismatchError, key_mismatches
 from kanzoo.models.kan_unet import KANUNet, KANUNetConfig
 
 __all__ = ["from_ukan", "load_ukan_state_dict", "ukan_key"]
@@ -100,7 +107,7 @@ def ukan_key(kanzoo_key: str) -> str:
 
 
 def load_ukan_state_dict(
-    source: Mapping[str, Any] | nn.Module | str | os.PathLike,
+    source: Mapping[str, Any] | nn.Module | str | os.PathLike, *, allow_nonfinite: bool = False
 ) -> dict[str, torch.Tensor]:
     """Read and unwrap a U-KAN ``state_dict``.
 
@@ -111,18 +118,23 @@ def load_ukan_state_dict(
             ``{"model_state_dict": sd}``, ``{"model": sd}``, ``{"module": sd}``, ``{"net": sd}``
             (other entries beside the wrapper, e.g. an optimizer, are ignored), and key prefixes
             ``module.`` (DataParallel/DDP) and ``_orig_mod.`` (``torch.compile``), in any nesting.
+        allow_nonfinite: Accept NaN/inf weights (refused by default).
 
     Returns:
         A plain ``dict`` of U-KAN key -> tensor.
 
     Raises:
         FileNotFoundError: The path does not exist.
-        ValueError: Unreadable file, no tensors, or non-tensor values.
+        ValueError: Unreadable file, no tensors, non-tensor values, NaN/inf values, knot grids that
+            are not finite and strictly increasing.
     """
+    label = label_of(source)
     if isinstance(source, (str, os.PathLike)):
         hint = ". Save model.state_dict(), not the pickled module"
         source = read_checkpoint(source, who="from_ukan", suffixes=_TORCH_SUFFIXES, hint=hint)
-    return unwrap_state_dict(source, who="from_ukan")
+    return unwrap_state_dict(
+        source, who="from_ukan", label=label, allow_nonfinite=allow_nonfinite, knots=".grid"
+    )
 
 
 def _shape(sd: Mapping[str, torch.Tensor], key: str, ndim: int) -> tuple[int, ...]:
@@ -206,6 +218,7 @@ def _check(option: str, given: Any, found: Any, where: str) -> None:
         raise ValueError(f"from_ukan: {option}={given!r} but the checkpoint has {found!r} ({where})")
 
 
+@names_its_source("from_ukan")
 def from_ukan(
     source: Mapping[str, Any] | nn.Module | str | os.PathLike,
     *,
@@ -214,6 +227,7 @@ def from_ukan(
     no_kan: bool | None = None,
     drop_path_rate: float = 0.0,
     img_size: int = 256,
+    allow_nonfinite: bool = False,
 ) -> KANUNet:
     """Convert a U-KAN ``UKAN`` checkpoint into a kanzoo ``KANUNet`` (``variant="ukan"``).
 
@@ -226,6 +240,7 @@ def from_ukan(
         no_kan: Expected token layers (True: ``nn.Linear``, False: KAN); read from the keys when None.
         drop_path_rate: U-KAN's ``drop_path_rate`` (only matters when training further).
         img_size: Nominal input size written to the config (U-KAN's trainer uses 256).
+        allow_nonfinite: Import NaN/inf weights (refused by default).
 
     Returns:
         The model in eval mode, in the dtype of the checkpoint, whose output equals U-KAN's
@@ -236,7 +251,8 @@ def from_ukan(
         ValueError: Unreadable source, options contradicting the checkpoint, or keys that do not fit
             the U-KAN layout (missing, unexpected and wrongly shaped keys are named, U-KAN names).
     """
-    sd = load_ukan_state_dict(source)
+    label = label_of(source)
+    sd = load_ukan_state_dict(source, allow_nonfinite=allow_nonfinite)
     cfg = _infer_config(sd)
     _check("num_classes", num_classes, cfg["num_classes"], "final.weight")
     _check("input_channels", input_channels, cfg["in_chans"], "encoder1.conv.0.weight")
@@ -255,22 +271,14 @@ def from_ukan(
 
     names = {ukan_key(k): k for k in model.state_dict()}
     expected = model.state_dict()
-    missing = sorted(set(names) - set(sd))
-    unexpected = sorted(set(sd) - set(names))
-    shapes = sorted(
-        f"{u} {tuple(sd[u].shape)} (expected {tuple(expected[k].shape)})"
-        for u, k in names.items()
-        if u in sd and tuple(sd[u].shape) != tuple(expected[k].shape)
+    report = key_mismatches({u: expected[k] for u, k in names.items()}, sd)
+    if report:
+        raise CheckpointMismatchError(
+            "from_ukan: " + report.message(label, "U-KAN with " + _describe(config))
+        )
+    check_float_sources(
+        model, {k: sd[u] for u, k in names.items()}, who="from_ukan", label=label, name=ukan_key
     )
-    if missing or unexpected or shapes:
-        parts = ["from_ukan: the checkpoint does not fit U-KAN with " + _describe(config)]
-        if missing:
-            parts.append(f"missing keys ({fmt_keys(missing)})")
-        if unexpected:
-            parts.append(f"unexpected keys ({fmt_keys(unexpected)})")
-        if shapes:
-            parts.append(f"wrong shapes ({fmt_keys(shapes)})")
-        raise ValueError("\n  ".join(parts))
     model.load_state_dict({k: sd[u] for u, k in names.items()}, strict=True)
     return model.eval()
 

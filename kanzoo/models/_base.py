@@ -25,6 +25,18 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from kanzoo.models._validate import (
+    CheckpointError,
+    CheckpointMismatchError,
+    build_skeleton,
+    check_config_types,
+    check_skeleton,
+    check_tensors,
+    key_mismatches,
+    read_config,
+    read_header,
+)
+
 __all__ = [
     "CONFIG_NAME",
     "WEIGHTS_NAME",
@@ -44,10 +56,6 @@ WEIGHTS_NAME = "model.safetensors"
 
 C = TypeVar("C", bound="KanzooConfig")
 M = TypeVar("M", bound="KanzooModel")
-
-
-class CheckpointMismatchError(ValueError):
-    """A state dict does not fit the model: lists missing/unexpected keys and shape mismatches."""
 
 
 def _jsonable(value: Any) -> Any:
@@ -136,24 +144,19 @@ def check_state_dict(
         state_dict: Tensors by name.
         source: What to call the state dict in the error (e.g. its file path).
     """
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    shapes = sorted(
-        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in set(expected) & set(state_dict)
-        if tuple(expected[k].shape) != tuple(state_dict[k].shape)
-    )
-    if not (missing or unexpected or shapes):
-        return
-    parts = [f"{source} does not match {type(model).__name__}:"]
-    if missing:
-        parts.append(f"missing keys ({len(missing)}): {_fmt_keys(missing)}")
-    if unexpected:
-        parts.append(f"unexpected keys ({len(unexpected)}): {_fmt_keys(unexpected)}")
-    if shapes:
-        parts.append(f"shape mismatches ({len(shapes)}): {_fmt_keys(shapes)}")
-    raise CheckpointMismatchError("\n  ".join(parts))
+    report = key_mismatches(model.state_dict(), state_dict)
+    if report:
+        raise CheckpointMismatchError(report.message(source, type(model).__name__))
+
+
+def _load_weights(path: Path, map_location: str | torch.device) -> dict[str, torch.Tensor]:
+    """``safetensors.torch.load_file`` with its errors naming the file."""
+    try:
+        return load_file(str(path), device=str(map_location))
+    except (OSError, ValueError):
+        raise
+    except Exception as err:  # safetensors' SafetensorError derives from Exception only
+        raise CheckpointError(f"{path}: cannot read the weights: {' '.join(str(err).split())}") from None
 
 
 def _package_version() -> str:
@@ -230,6 +233,7 @@ class KanzooModel:
         *,
         map_location: str | torch.device = "cpu",
         strict: bool = True,
+        allow_nonfinite: bool = False,
         **config_overrides: Any,
     ) -> M:
         """Rebuild a model saved with :meth:`save_pretrained` and load its weights.
@@ -239,6 +243,8 @@ class KanzooModel:
             map_location: Device to place the loaded tensors on.
             strict: Require the weights to fit exactly (names and shapes); non-strict still
                 rejects shape mismatches and reports what was skipped via a warning.
+            allow_nonfinite: Load NaN/inf weights (refused by default), e.g. to inspect a run
+                that diverged.
             **config_overrides: Config fields to change before building (e.g. ``dropout=0.0``);
                 changing architecture fields makes loading fail with a named mismatch.
 
@@ -259,17 +265,37 @@ class KanzooModel:
                 raise FileNotFoundError(
                     f"{root} is missing {p.name} (expected {CONFIG_NAME} + {WEIGHTS_NAME})"
                 )
-        with open(cfg_path, encoding="utf-8") as fh:
-            data = json.load(fh)
+        data = read_config(cfg_path)
         key = data.get("kanzoo_model")
         if key != cls.kanzoo_model:
             raise ValueError(
                 f"{cfg_path} holds a {key!r} model; {cls.__name__} loads {cls.kanzoo_model!r} checkpoints "
                 "(use kanzoo.from_pretrained to dispatch automatically)"
             )
-        config = cls.config_class.from_dict(data, **config_overrides)
-        model = cls(config)
-        state = load_file(str(w_path), device=str(map_location))
+        check_config_types(data, cls.config_class, source=str(cfg_path))
+        try:
+            config = cls.config_class.from_dict(data, **config_overrides)
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(f"{cfg_path}: {' '.join(str(err).split())}") from None
+        # Sizes, keys, shapes and dtypes are checked against the header before anything is allocated.
+        header = read_header(w_path)
+        skeleton = build_skeleton(
+            lambda: cls(config), header, source=str(w_path), config_source=str(cfg_path)
+        )
+        if skeleton is not None:
+            check_skeleton(skeleton, header, source=str(w_path), strict=strict)
+            del skeleton
+        try:
+            model = cls(config)
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(f"{cfg_path}: invalid config: {' '.join(str(err).split())}") from None
+        state = _load_weights(w_path, map_location)
+        check_tensors(
+            state,
+            source=str(w_path),
+            allow_nonfinite=allow_nonfinite,
+            float_keys=[n for n, p in model.named_parameters() if p.is_floating_point()],
+        )
         # Keep the checkpoint's precision (a float64 or bf16 checkpoint loads as such, like
         # transformers' models do); knots stay float32 under half precision by design.
         dtypes = {state[n].dtype for n, _ in model.named_parameters() if n in state}
@@ -279,14 +305,11 @@ class KanzooModel:
             check_state_dict(model, state, source=str(w_path))
             model.load_state_dict(state, strict=True)
         else:
-            own = model.state_dict()
-            bad = sorted(
-                f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-                for k in state
-                if k in own and own[k].shape != state[k].shape
-            )
-            if bad:
-                raise CheckpointMismatchError(f"{w_path}: shape mismatches ({len(bad)}): {_fmt_keys(bad)}")
+            shapes = key_mismatches(model.state_dict(), state).shapes
+            if shapes:
+                raise CheckpointMismatchError(
+                    f"{w_path}: shape mismatches ({len(shapes)}): {_fmt_keys(shapes)}"
+                )
             result = model.load_state_dict(state, strict=False)
             if result.missing_keys or result.unexpected_keys:
                 warnings.warn(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -259,11 +258,13 @@ def list_pretrained(pattern: str = "*") -> list[str]:
 
 
 def _load_from_dir(directory: Path, **kwargs: Any) -> nn.Module:
+    from kanzoo.models import _validate as V
+    from kanzoo.models._base import KanzooModel
+
     config_path = directory / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{directory} has no config.json; is it a saved kanzoo checkpoint?")
-    with open(config_path, encoding="utf-8") as fh:
-        config = json.load(fh)
+    config = V.read_config(config_path)
     key = config.get("kanzoo_model") or config.get("model_type")
     if key is None:
         raise ValueError(
@@ -274,9 +275,63 @@ def _load_from_dir(directory: Path, **kwargs: Any) -> nn.Module:
             f"{config_path} describes a {key!r} model, but no kanzoo family {key!r} is registered "
             f"(known: {', '.join(list_families()) or '(none)'})"
         )
-    model = _FAMILIES[key].from_pretrained(directory, **kwargs)
+    cls = _FAMILIES[key]
+    if isinstance(cls, type) and issubclass(cls, KanzooModel):
+        # The family's from_pretrained runs the whole validation layer itself.
+        model = cls.from_pretrained(directory, **kwargs)
+    else:
+        model = _load_validated(cls, directory, config_path, config, kwargs)
     if any(p.dtype == torch.float64 for p in model.parameters()):
         _restore_float64_buffers(model, directory)
+    return model
+
+
+def _weights_header(directory: Path) -> tuple[str, dict[str, Any]]:
+    """The merged safetensors header of a checkpoint directory, and the name used in errors."""
+    from kanzoo.models import _validate as V
+
+    single = directory / "model.safetensors"
+    files = [single] if single.is_file() else sorted(directory.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{directory} has no model.safetensors; is it a saved kanzoo checkpoint?")
+    header: dict[str, Any] = {}
+    for file in files:
+        header.update(V.read_header(file))
+    return (str(files[0]) if len(files) == 1 else f"{directory}/*.safetensors"), header
+
+
+def _load_validated(
+    cls: type, directory: Path, config_path: Path, config: dict[str, Any], kwargs: dict[str, Any]
+) -> nn.Module:
+    """Validate a checkpoint of a family with its own loader (KAN-GPT, through transformers), then load.
+
+    The config is built on the meta device and compared with the safetensors header (sizes, shapes,
+    dtypes) before transformers allocates anything; the loaded tensors are checked for NaN/inf.
+    """
+    from kanzoo.models import _validate as V
+
+    allow_nonfinite = bool(kwargs.pop("allow_nonfinite", False))
+    source, header = _weights_header(directory)
+    config_class = getattr(cls, "config_class", None)
+    if config_class is not None and hasattr(config_class, "from_dict"):
+        V.check_config_types(config, config_class, source=str(config_path))
+
+        def build() -> nn.Module:
+            return cls(config_class.from_dict(dict(config)))
+
+        skeleton = V.build_skeleton(build, header, source=source, config_source=str(config_path))
+        if skeleton is not None:
+            V.check_skeleton(
+                skeleton,
+                header,
+                source=source,
+                strict=kwargs.get("strict") is not False,
+                check_shapes=not kwargs.get("ignore_mismatched_sizes", False),
+            )
+            del skeleton
+    model = cls.from_pretrained(directory, **kwargs)
+    module = model[0] if isinstance(model, tuple) else model
+    V.check_tensors(module.state_dict(), source=source, allow_nonfinite=allow_nonfinite)
     return model
 
 
@@ -347,7 +402,7 @@ def from_pretrained(path_or_name: str | os.PathLike, **kwargs: Any) -> nn.Module
         path_or_name: A directory written by ``save_pretrained``; a name from :func:`list_pretrained`;
             or a Hugging Face hub id ``"owner/repo"`` (fails fast with a clear message when offline).
         **kwargs: Forwarded to the family's ``from_pretrained`` (e.g. ``revision`` for hub ids is
-            consumed here).
+            consumed here). ``allow_nonfinite=True`` loads NaN/inf weights, refused by default.
 
     Returns:
         The model with its weights loaded, in eval mode.
@@ -355,7 +410,9 @@ def from_pretrained(path_or_name: str | os.PathLike, **kwargs: Any) -> nn.Module
     Raises:
         FileNotFoundError: A path-like argument that does not exist.
         OSError: A hub id that cannot be fetched (e.g. offline).
-        ValueError: A checkpoint of an unknown family.
+        ValueError: A checkpoint of an unknown family, or one that fails the validation layer
+            (``kanzoo.models._validate``): a malformed config.json or safetensors file, config sizes
+            that do not fit the weights, integer/fp8 tensors for float parameters, NaN/inf weights.
     """
     revision = kwargs.pop("revision", None)
     path = Path(os.fspath(path_or_name)).expanduser()

@@ -127,9 +127,9 @@ def test_errors(tmp_path):
     sd = peer_state_dict()
     with pytest.raises(FileNotFoundError):
         from_kan_gpt(tmp_path / "nope.pth")
-    with pytest.raises(ValueError, match="missing keys: transformer.h.1.ln_2.bias"):
+    with pytest.raises(ValueError, match=r"missing keys \(1\): transformer.h.1.ln_2.bias"):
         from_kan_gpt({k: v for k, v in sd.items() if k != "transformer.h.1.ln_2.bias"})
-    with pytest.raises(ValueError, match="unexpected keys: extra.weight"):
+    with pytest.raises(ValueError, match=r"unexpected keys \(1\): extra.weight"):
         from_kan_gpt({**sd, "extra.weight": torch.zeros(1)})
     bad = dict(sd)
     bad["transformer.h.2.mlp.c_proj.layers.0.base_weight"] = torch.zeros(48, 5)
