@@ -8,7 +8,9 @@ of ``kanzoo.create_model`` and the other registry names on ``kanzoo``) imports e
 listed below. Each registers its models with kanzoo's registry on import; ``_timm`` registers the
 classifiers with ``timm.create_model`` and ``kan_gpt`` registers KAN-GPT with transformers'
 ``AutoConfig``/``AutoModelForCausalLM``. Needs the ``[models]`` extra (timm, torchvision,
-transformers, safetensors). The other names below are imported on first use.
+transformers, safetensors). The other names below are imported on first use. Under
+``python -m kanzoo.models`` the families are imported by ``__main__`` only when its cached table is
+stale (:func:`import_families`).
 """
 
 import sys as _sys
