@@ -15,11 +15,11 @@ When models are registered (with kanzoo, timm and transformers): when :mod:`kanz
 first imported. That happens on ``import kanzoo.models`` (or any ``kanzoo.models.*`` module), on the
 first use of ``kanzoo.models`` or of one of the registry names here (``create_model``,
 ``from_pretrained``, ``list_models``, ``list_pretrained``, ``model_info``, ``register_model``), and
-in every entry point that handles models (``train.py``, ``evaluate.py``, ``python -m kanzoo.models``,
-``python -m kanzoo.convert``, ``python -m kanzoo.viz``). Importing it registers every family with
-kanzoo's registry, the classifiers with ``timm.create_model`` and KAN-GPT with transformers'
-``AutoConfig``/``AutoModelForCausalLM``. ``import kanzoo`` and ``kanzoo.layers`` alone register
-nothing and import neither timm nor transformers.
+in every entry point that handles models (``train.py``, ``evaluate.py``, ``python -m kanzoo.convert``,
+``python -m kanzoo.viz``; ``python -m kanzoo.models`` only when its cached table is stale).
+Importing it registers every family with kanzoo's registry, the classifiers with
+``timm.create_model`` and KAN-GPT with transformers' ``AutoConfig``/``AutoModelForCausalLM``.
+``import kanzoo`` and ``kanzoo.layers`` alone register nothing and import neither timm nor transformers.
 
 Datasets are registered with :func:`kanzoo.data.build_data` on its first use (or that of
 ``kanzoo.data.list_datasets``), including the segmentation benchmarks of :mod:`kanzoo.eval.benchmarks`.

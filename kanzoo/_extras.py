@@ -29,10 +29,10 @@ EXTRAS: dict[str, tuple[str, ...]] = {
         "PIL",
         "tifffile",
     ),
-    "eval": ("scipy",),
+    "eval": ("scipy", "sympy"),
     "interpret": ("sympy", "scipy", "matplotlib"),
     "wandb": ("wandb",),
-    "timeseries": ("statsmodels",),
+    "timeseries": ("statsmodels", "pandas"),
 }
 
 #: Import name -> distribution name where they differ.

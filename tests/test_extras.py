@@ -93,3 +93,43 @@ except ValueError as err:             # MissingExtraError is a ValueError: entry
     line = out.stdout.strip()
     assert line.startswith("MissingExtraError kanzoo.models needs timm"), line
     assert "pip install 'kanzoo[models]'" in line
+
+
+def _third_party_imports(path: Path) -> set[str]:
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name.partition(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.partition(".")[0])
+    return {n for n in names if n not in sys.stdlib_module_names and n not in {"kanzoo", "__future__"}}
+
+
+# What a subpackage may import beyond its own extra: optional integrations with their own extra.
+_ALSO = {"kanzoo/train": {"wandb"}, "kanzoo/eval": {"wandb"}, "kanzoo/data": {"statsmodels", "pandas"}}
+
+
+def test_every_import_of_the_package_and_the_tests_is_provided_by_an_extra():
+    """Each third-party module kanzoo imports comes with the core install or with the extra of its
+    subpackage (or another named extra); each one the tests import comes with ``[dev]``."""
+    core = {"torch", "numpy"}
+    local = {p.stem for p in (ROOT / "tests").rglob("*")}  # test helpers imported by name
+    dev = {n.lower().replace("_", "-") for n in _expanded("dev")}
+    for path in sorted((ROOT / "kanzoo").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        sub = "kanzoo." + rel.split("/")[1] if rel.count("/") > 1 else None
+        allowed = set(core) | set().union(*(v for k, v in _ALSO.items() if rel.startswith(k)))
+        if sub in _extras.SUBPACKAGE_EXTRA:
+            allowed |= _extras._closure(_extras.SUBPACKAGE_EXTRA[sub])
+        else:
+            allowed |= set().union(*EXTRAS.values())
+        missing = _third_party_imports(path) - allowed
+        assert not missing, f"{rel} imports {sorted(missing)}, which its extra does not provide"
+    for path in sorted((ROOT / "tests").rglob("*.py")) + [ROOT / "train.py", ROOT / "evaluate.py"]:
+        imported = _third_party_imports(path) - local
+        names = {**_extras.DISTRIBUTIONS, "kan": "pykan", "yaml": "pyyaml"}  # import name -> distribution
+        wanted = {names.get(m, m).lower().replace("_", "-") for m in imported}
+        missing = wanted - dev - core
+        assert not missing, f"{path.relative_to(ROOT)} imports {sorted(missing)}; [dev] does not install them"

@@ -8,8 +8,12 @@ of ``kanzoo.create_model`` and the other registry names on ``kanzoo``) imports e
 listed below. Each registers its models with kanzoo's registry on import; ``_timm`` registers the
 classifiers with ``timm.create_model`` and ``kan_gpt`` registers KAN-GPT with transformers'
 ``AutoConfig``/``AutoModelForCausalLM``. Needs the ``[models]`` extra (timm, torchvision,
-transformers, safetensors). The other names below are imported on first use.
+transformers, safetensors). The other names below are imported on first use. Under
+``python -m kanzoo.models`` the families are imported by ``__main__`` only when its cached table is
+stale (:func:`import_families`).
 """
+
+import sys as _sys
 
 from kanzoo._extras import require_extra as _require_extra
 from kanzoo._lazy import import_module as _import_module
@@ -50,7 +54,26 @@ __all__ = sorted(_EXPORTS)
 
 __getattr__, __dir__ = _lazy_package(__name__, _EXPORTS)
 
-_require_extra("models", needed_by=__name__)
-for _family in FAMILY_MODULES:
-    _import_module(f"{__name__}.{_family}")  # a missing package names its extra
-del _family
+
+
+def import_families() -> None:
+    """Import every module of :data:`FAMILY_MODULES` (registering their models); idempotent."""
+    _require_extra("models", needed_by=__name__)
+    for family in FAMILY_MODULES:
+        _import_module(f"{__name__}.{family}")  # a missing package names its extra
+
+
+def _running_model_table() -> bool:
+    """Whether this process is ``python -m kanzoo.models`` and Python is importing this package
+    before running ``__main__`` (which prints a cached table without any family, and imports them
+    itself when the cache is stale)."""
+    argv = list(getattr(_sys, "orig_argv", ()))
+    ran = any(
+        a == "-mkanzoo.models" or (a == "-m" and argv[i + 1 : i + 2] == ["kanzoo.models"])
+        for i, a in enumerate(argv)
+    )
+    return ran and _sys.argv[:1] == ["-m"]
+
+
+if not _running_model_table():
+    import_families()
