@@ -10,6 +10,7 @@ This module imports nothing heavy, so entry points can use it before torch is lo
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -66,5 +67,11 @@ def run_main(
     """
     try:
         return main(*args, **kwargs)
+    except BrokenPipeError:  # the reader of stdout went away (`... | head`): nothing to report
+        try:  # keep the interpreter's final flush of stdout from failing again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):  # stdout is not a real file (e.g. captured)
+            pass
+        raise SystemExit(1) from None
     except user_errors as err:
         exit_with_error(err)

@@ -40,3 +40,23 @@ def test_run_main_keeps_tracebacks_for_bugs_and_returns_values():
     with pytest.raises(ZeroDivisionError):
         run_main(bug)
     assert run_main(lambda a, b=0: a + b, 1, b=2) == 3
+
+
+def test_a_closed_stdout_pipe_ends_quietly_with_status_1():
+    """`python -m kanzoo.models | head`: the reader left; no `error:` line, no traceback."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from kanzoo._cli import run_main\n"
+        "def main():\n"
+        "    for i in range(100000):\n"
+        "        print('row', i)\n"
+        "sys.exit(run_main(main))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()  # the reader goes away
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1
+    assert err == "", err

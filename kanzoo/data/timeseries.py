@@ -454,10 +454,9 @@ def _time_key(t: np.ndarray, what: str, column: str) -> np.ndarray:
 
 
 def _read_table(path: Path) -> dict[str, np.ndarray]:
-    try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover - pandas comes with statsmodels / the dev extra
-        raise OSError(f"reading {path} needs pandas (pip install pandas)") from None
+    from kanzoo._extras import import_extra
+
+    pd = import_extra("pandas", needed_by=f"reading {path}")
     suffix = path.suffix.lower()
     try:
         if suffix in (".csv", ".txt"):

@@ -85,7 +85,9 @@ def _timed_forward(model: nn.Module, x: Tensor, device: torch.device) -> tuple[T
 # ------------------------------------------------------------------------------------------ regression
 def _raw_formula(exprs: list[Any], info: dict[str, Any]) -> str:
     """The exported formula in the original variables (inputs were scaled from their ranges to [-1, 1])."""
-    import sympy as sp
+    from kanzoo._extras import import_extra
+
+    sp = import_extra("sympy", needed_by=__name__)
 
     names = info["input_names"]
     raw = {n: sp.Symbol(n, real=True) for n in names}
