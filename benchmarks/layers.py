@@ -155,13 +155,37 @@ def linear_rows(args, runner: Runner, peers: bool) -> tuple[list[list], list[str
                     cands[name] = ctor().to(args.device)
                 except Exception as err:  # a peer that fails to build is reported, not fatal
                     notes.append(f"{shape}: {name} failed to build: {type(err).__name__}: {err}")
+        for name, seconds in drop_slow(runner, cands, x, args.max_call_s):
+            notes.append(f"{shape}: {name} dropped: one fwd+bwd took {seconds:.0f} s (> --max-call-s)")
         reps = args.reps or adaptive_reps(runner, cands, x, budget_s=args.budget, cap=25)
         res = runner.run(cands, x, reps)
         mlp = res[next(iter(cands))]
+        shape_rows = []
         for name, (p, f, fb, mem) in res.items():
-            rows.append([shape, name, p, f, fb, mem, C.ratio(fb, mlp[2]), C.ratio(mem, mlp[3]), reps])
-        print(f"  done {shape} ({reps} reps)", file=sys.stderr, flush=True)
+            shape_rows.append([shape, name, p, f, fb, mem, C.ratio(fb, mlp[2]), C.ratio(mem, mlp[3]), reps])
+        rows += shape_rows
+        # Partial results as each shape finishes (stderr: stdout keeps only the final tables).
+        print(C.markdown_table(HEADER, shape_rows), file=sys.stderr, flush=True)
     return rows, notes
+
+
+def drop_slow(runner: Runner, cands: dict[str, nn.Module], x: torch.Tensor, limit_s: float):
+    """Time one fwd+bwd of every candidate (this also warms up compiled ones: a second call is
+    timed for them) and remove those slower than ``limit_s``; yields ``(name, seconds)``."""
+    import time
+
+    for name in list(cands)[1:]:  # the reference MLP always stays
+        fb = runner.steps(cands[name], x)[1]
+        seconds = 0.0
+        for _ in range(2):
+            t0 = time.perf_counter()
+            fb()
+            seconds = time.perf_counter() - t0
+            if seconds <= limit_s:
+                break
+        if seconds > limit_s:
+            del cands[name]
+            yield name, seconds
 
 
 def summarize_linear(rows: list[list]) -> list[str]:
@@ -271,12 +295,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--reps", type=int, default=None, help="fixed repetitions (default: adaptive)")
     ap.add_argument("--rational", action="store_true", help="same as --only rational")
+    ap.add_argument(
+        "--keep-freed-memory", action="store_true",
+        help="kanzoo.layers.keep_freed_memory() before timing (glibc: no page faults for blocks > 32 MiB)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--max-call-s", type=float, default=20.0,
+        help="drop a candidate whose warmed-up fwd+bwd takes longer than this (reported in the notes)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     args.budget = 8.0 if args.quick else 30.0
     if args.quick and args.reps is None:
         args.reps = 5
     if args.threads:
         torch.set_num_threads(args.threads)
+    kept = kl.keep_freed_memory() if args.keep_freed_memory else False
     if args.eager:
         kl.set_compile(False)
     sections = set(args.only or (["rational"] if args.rational else ["linear", "conv", "rational"]))
@@ -289,7 +322,10 @@ def main(argv: list[str] | None = None) -> int:
         notes.append(f"peers pip-installed (--no-deps) into {target}: {' '.join(_peers.PACKAGES)}")
         notes.append(_peers.torchkan_status())
     print(
-        C.machine_line(timer=args.timer, extra=f"dtype {args.dtype}, kanzoo compile={kl.compile_enabled()}")
+        C.machine_line(
+            timer=args.timer,
+            extra=f"dtype {args.dtype}, kanzoo compile={kl.compile_enabled()}, keep_freed_memory={kept}",
+        )
     )
     print()
     if "linear" in sections:

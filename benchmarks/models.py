@@ -92,6 +92,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--timer", choices=("wall", "cpu"), default="wall")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="bf16: autocast")
+    p.add_argument(
+        "--keep-freed-memory", action="store_true",
+        help="kanzoo.layers.keep_freed_memory() before timing (glibc: no page faults for blocks > 32 MiB)",
+    )  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -99,6 +103,9 @@ def main(argv=None) -> str:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    from kanzoo.layers import keep_freed_memory
+
+    kept = keep_freed_memory() if args.keep_freed_memory else False
     import kanzoo
     from kanzoo.train.config import OptimConfig
     from kanzoo.train.optim import build_optimizer
@@ -125,7 +132,7 @@ def main(argv=None) -> str:
         print(f"{kan}: {ms[kan]:.1f} ms, {twin}: {ms[twin]:.1f} ms", file=sys.stderr, flush=True)
     header = ("KAN model", "twin", "KAN params", "twin params", "KAN ms/step", "twin ms/step",
               "KAN samples/s", "twin samples/s", "KAN/twin samples/s")  # fmt: skip
-    extra = f"batch {args.batch_size}, {args.dtype}, device {args.device}"
+    extra = f"batch {args.batch_size}, {args.dtype}, device {args.device}, keep_freed_memory={kept}"
     text = machine_line(timer=args.timer, extra=extra) + "\n\n" + markdown_table(header, rows)
     print(text)
     return text

@@ -26,6 +26,8 @@ _EXPORTS = {
     "KANConv3d": ".kan_conv",
     "KANConvNd": ".kan_conv",
     "KANLinear": ".kan_linear",
+    "freed_memory_kept": ".memory",
+    "keep_freed_memory": ".memory",
     "ROLES": ".roles",
     "kan_parameter_names": ".roles",
     "parameter_roles": ".roles",

@@ -296,3 +296,39 @@ def test_single_process_ddp_reduces_the_fast_path_gradients(tmp_path):
             torch.testing.assert_close(p.grad, q.grad)
     finally:
         dist.destroy_process_group()
+
+
+def test_compiled_kernels_specialise_per_layer_shape_up_to_a_cap(monkeypatch):
+    """One compiled copy per (kernel, feature shape), every batch size sharing it; past the cap
+    new shapes share one copy. torch.compile is replaced by a recorder (the dispatch is under test,
+    not the compiler)."""
+    made = []
+
+    def fake_compile(fn, dynamic=None):
+        made.append(fn.__name__)
+        return fn
+
+    monkeypatch.setattr(_fused.torch, "compile", fake_compile)
+    monkeypatch.setattr(_fused, "_compiled", {})
+    monkeypatch.setattr(_fused, "_shapes_seen", {})
+    monkeypatch.setattr(_fused, "MAX_SHAPE_SPECIALIZATIONS", 3)
+
+    def kernel(x, scale):
+        return x * scale
+
+    def call(*shape):
+        with torch.no_grad():
+            ok, out = _fused._call_compiled((kernel, None, None), kernel, "k", (torch.ones(shape), 2.0))
+        assert ok and torch.equal(out, torch.full(shape, 2.0))
+
+    call(4, 5)
+    call(9, 5)  # another batch size: same copy
+    assert len(made) == 1 and made[0].endswith("_5")
+    call(4, 6)
+    call(4, 2, 3)
+    assert len(made) == 3
+    call(4, 7)  # past the cap: the shared dynamic copy
+    call(3, 8)
+    assert len(made) == 4 and made[-1].endswith("_dynamic")
+    call(8, 5)  # a specialised shape keeps its own copy
+    assert len(made) == 4

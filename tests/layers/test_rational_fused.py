@@ -227,5 +227,6 @@ def test_meta_device_forward_runs_eagerly_with_compile_on():
     finally:
         kl.set_compile(False)
     assert out.is_meta and out.shape == (4, 6, 1)
-    key = (rational_module._rational_forward_kernel, None, None)
-    assert _fused._compiled.get(key, "never compiled") is not None  # not marked as failed
+    prefix = (rational_module._rational_forward_kernel, None, None)
+    entries = [v for k, v in _fused._compiled.items() if k[:3] == prefix]
+    assert None not in entries  # not marked as failed (for any shape)

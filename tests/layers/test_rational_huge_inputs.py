@@ -109,8 +109,15 @@ def test_gr_kan_layer_parameter_gradients_stay_finite(dtype):
             torch.testing.assert_close(grad.double()[ok], g_ref[name][ok], rtol=0, atol=tol * scale)
 
 
-def test_far_branch_gradcheck_and_gradgradcheck_in_float64():
-    """The scaled |x| > 1 formulas (and their double backward) against finite differences."""
+@pytest.mark.parametrize("threshold", [1.0, 4.0, None], ids=["all_far", "mixed", "default"])
+def test_far_branch_gradcheck_and_gradgradcheck_in_float64(monkeypatch, threshold):
+    """The scaled formulas (and their double backward) against finite differences. float64's own
+    threshold (2**198) is never reached at finite-difference-friendly inputs, so the threshold is
+    lowered to put every / some / no entry on the far branch."""
+    from kanzoo.layers.bases import rational as rational_module
+
+    if threshold is not None:
+        monkeypatch.setattr(rational_module, "far_threshold", lambda *args: threshold)
     gen = torch.Generator().manual_seed(1)
     a = torch.randn(3, 5, generator=gen, dtype=torch.float64) * 0.5
     b = torch.randn(3, 3, generator=gen, dtype=torch.float64)
@@ -122,3 +129,28 @@ def test_far_branch_gradcheck_and_gradgradcheck_in_float64():
     b[1, 2] = 0.3
     inputs = tuple(t.clone().requires_grad_() for t in (x, a, b))
     assert torch.autograd.gradgradcheck(fused_rational, inputs)
+
+
+@pytest.mark.parametrize("kind", ["kat_gelu", "mixed_degrees"])
+def test_compacted_far_entries_match_the_both_branch_kernels(monkeypatch, kind):
+    """On the CPU the fused kernels run the direct formulas and patch the entries beyond the
+    threshold afterwards; elsewhere both formulas run on every entry. Same values, same gradients."""
+    from kanzoo.layers.bases import rational as rational_module
+
+    a, b = (t.float() for t in _coefficients(kind))
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(64, 3, generator=gen) * 3
+    x[::7] *= 1e6  # some entries beyond float32's threshold (2**19), in every channel
+    x[5, 1] = -3e8
+    g = torch.randn(64, 3, generator=gen)
+    results = []
+    for compact in (True, False):
+        policy = lambda _x, c=compact: c and not torch.is_grad_enabled()  # noqa: E731
+        monkeypatch.setattr(rational_module, "_compact_far", policy)
+        xs, an, bn = (t.clone().requires_grad_() for t in (x, a, b))
+        out = fused_rational(xs, an, bn)
+        results.append((out, *torch.autograd.grad(out, (xs, an, bn), g)))
+    assert (x.abs() > rational_module.far_threshold(torch.float32, 6, 4)).sum() >= 10
+    for got, ref in zip(*results, strict=True):
+        assert torch.isfinite(ref).all()
+        torch.testing.assert_close(got, ref, rtol=1e-5, atol=0)  # summation order differs

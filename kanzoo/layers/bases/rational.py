@@ -16,11 +16,12 @@ autograd Function that saves only ``x`` and the coefficients and computes ``dL/d
 the channels of each group). Its forward and backward kernels run through
 :func:`kanzoo.layers._fused.run_kernel` (``torch.compile`` when enabled, eager otherwise).
 
-Huge inputs: where ``|x| > 1`` numerator and denominator are evaluated divided by ``|x|^D``
-(``D`` the channel's denominator degree), in the forward, the fused backward and the plain formula
-alike, so values and gradients stay finite and accurate wherever the true value is representable
-(e.g. ``|x| = 1e30`` in float32/bfloat16 with a degree-(5, 4) rational), instead of overflowing
-through ``x^5``.
+Huge inputs: where ``|x|`` exceeds :func:`far_threshold` (``2**19`` in float32 at the default
+degrees, ``1`` in float16) numerator and denominator are evaluated divided by ``|x|^D`` (``D`` the
+channel's denominator degree), in the forward, the fused backward and the plain formula alike,
+so values and gradients stay finite and accurate wherever the true value is representable (e.g.
+``|x| = 1e30`` in float32/bfloat16 with a degree-(5, 4) rational), instead of overflowing through
+``x^5``.
 
 Gradients at the kinks of ``|x|`` and ``|b_j|`` use the subgradient ``sign(0) = 0``, as torch's
 ``abs`` does: at ``x = 0`` the ``|b_1| |x|`` term contributes nothing to ``dL/dx`` (the higher
@@ -53,7 +54,7 @@ _TARGETS = {
 def rational(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
     """Evaluate ``P(x) / (1 + sum_j |b_j| |x|^j)`` elementwise (plain autograd).
 
-    Evaluated as :func:`_rational_value`: for ``|x| > 1`` numerator and denominator are both
+    Evaluated as :func:`_rational_value`: beyond :func:`far_threshold` numerator and denominator are both
     divided by ``|x|^D`` (``D`` the channel's denominator degree), so no power of ``x`` overflows
     before the division and huge inputs give the finite, accurate values (and autograd gradients)
     that the float32 range allows.
@@ -94,8 +95,8 @@ def _horner_with_derivative(c: torch.Tensor, x: torch.Tensor) -> tuple[torch.Ten
     return p, dp
 
 
-# Large inputs. For |x| > 1 the powers x^k, |x|^j can overflow long before R(x) does (at |x| = 1e8
-# in float32, x^5 = 1e40), and both P and Q overflow to inf/inf = NaN for |x| >~ 1e10. There the
+# Large inputs. The powers x^k, |x|^j can overflow long before R(x) does (at |x| = 1e8 in float32,
+# x^5 = 1e40), and both P and Q overflow to inf/inf = NaN for |x| >~ 1e10. Beyond far_threshold the
 # numerator and the denominator are divided by t^D (t = |x|, D the largest j with b_j != 0 in the
 # channel, the degree that dominates Q for large t):
 #
@@ -105,7 +106,9 @@ def _horner_with_derivative(c: torch.Tensor, x: torch.Tensor) -> tuple[torch.Ten
 # using x^k t^-D = s_D x^(k-D). Q~ >= |b_D| (or = 1 when D = 0), so nothing overflows, underflows
 # to 0/0 or loses accuracy; x^(k-D) grows only where R itself does. The gradients use the same
 # scaling: x^k / Q = s_D x^(k-D) / Q~, t^j / Q = w^(D-j) / Q~, P' t^-D = dP~/dx + D z P~ and
-# Q'(t) t^-D = dQ~/dt + D w Q~. Inputs with |x| <= 1 use the direct formulas (all powers <= 1).
+# Q'(t) t^-D = dQ~/dt + D w Q~. Inputs up to far_threshold use the direct formulas (every power
+# stays 2^32 below the dtype's largest value); in trained models that is every entry, so on the CPU
+# the fused kernels compute only the direct formulas and patch the rare far entries afterwards.
 
 
 def _far_rows(num_t: torch.Tensor, b: torch.Tensor):
@@ -157,40 +160,77 @@ def _high_part(high: torch.Tensor, d: torch.Tensor, x: torch.Tensor) -> tuple[to
     return p, dp
 
 
-def _near_far(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(far, x_near, x_far)``: the mask ``|x| > 1`` and inputs safe for each formula (the other
-    branch's entries replaced by 0 resp. 1, so neither branch overflows or divides by 0, even in
-    double backward)."""
-    far = x.abs() > 1
+#: Margin (in powers of two) kept below the dtype's largest value by the direct formulas: with
+#: ``|x| <= far_threshold`` every power ``|x|^k`` (``k <=`` the larger degree) times a coefficient
+#: below ``2**32`` in magnitude stays finite.
+_FAR_MARGIN_BITS = 32
+
+
+def far_threshold(dtype: torch.dtype, m1: int, n: int) -> float:
+    """Largest ``|x|`` evaluated by the direct formulas; larger inputs use the ``|x|^-D``-scaled
+    ones. A power of two, so the choice is exact: ``2**floor((log2(max) - 32) / degree)`` with
+    ``degree = max(m, n)`` (float32/bfloat16, degree 5: ``2**19``; float16: ``1``, as in every dtype
+    where that exponent is below 0)."""
+    degree = max(m1 - 1, n, 1)
+    bits = math.floor((math.log2(torch.finfo(dtype).max) - _FAR_MARGIN_BITS) / degree)
+    return float(2.0 ** max(bits, 0))
+
+
+def _near_far(x: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(far, x_near, x_far)``: the mask ``|x| > threshold`` and inputs safe for each formula (the
+    other branch's entries replaced by 0 resp. 1, so neither branch overflows or divides by 0,
+    even in double backward)."""
+    far = x.abs() > threshold
     return far, torch.where(far, torch.zeros_like(x), x), torch.where(far, x, torch.ones_like(x))
+
+
+def _near_value(xn: torch.Tensor, num_t: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The direct formula ``P(x) / (1 + S(|x|))`` (``b`` the absolute denominator rows)."""
+    tn = xn.abs()
+    # S(t) = t * (|b_1| + |b_2| t + ... + |b_n| t^(n-1)) >= 0, so the denominator is >= 1.
+    return _horner(num_t, xn) / torch.addcmul(torch.ones_like(tn), _horner(b, tn), tn)
+
+
+def _far_value(xf: torch.Tensor, num_t: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The ``|x|^-D``-scaled formula (finite for any ``|x| > 1``)."""
+    d, high, low, q, odd = _far_rows(num_t, b)
+    z = torch.reciprocal(xf)
+    s_d = torch.where(odd, torch.sign(xf), torch.ones_like(xf))
+    p_far = s_d * (_high_part(high, d, xf)[0] + _horner(low, z))
+    return p_far / _horner(q, z.abs())
 
 
 def _rational_value(x: torch.Tensor, num_t: torch.Tensor, den_t: torch.Tensor) -> torch.Tensor:
     """``R(x)`` for ``x (..., C)``, coefficient rows ``num_t (m + 1, C)`` and ``den_t (n, C)``."""
     if den_t.shape[0] == 0:
         return _horner(num_t, x)
+    threshold = far_threshold(x.dtype, num_t.shape[0], den_t.shape[0])
     if torch.is_grad_enabled():  # autograd will differentiate both branches: keep them finite
-        far, xn, xf = _near_far(x)
+        far, xn, xf = _near_far(x, threshold)
     else:  # values only: torch.where ignores the other branch's inf/NaN
-        far, xn, xf = x.abs() > 1, x, x
+        far, xn, xf = x.abs() > threshold, x, x
     b = den_t.abs()
-    tn = xn.abs()
-    # S(t) = t * (|b_1| + |b_2| t + ... + |b_n| t^(n-1)) >= 0, so the denominator is >= 1.
-    near = _horner(num_t, xn) / torch.addcmul(torch.ones_like(tn), _horner(b, tn), tn)
-    d, high, low, q, odd = _far_rows(num_t, b)
-    z = torch.reciprocal(xf)
-    s_d = torch.where(odd, torch.sign(xf), torch.ones_like(xf))
-    p_far = s_d * (_high_part(high, d, xf)[0] + _horner(low, z))
-    return torch.where(far, p_far / _horner(q, z.abs()), near)
+    return torch.where(far, _far_value(xf, num_t, b), _near_value(xn, num_t, b))
 
 
-def _rational_forward_kernel(x: torch.Tensor, num_t: torch.Tensor, den_t: torch.Tensor) -> torch.Tensor:
-    """``R(x)`` for ``x (N, in)``, coefficient rows ``num_t (m + 1, in)`` and ``den_t (n, in)``."""
+def _rational_forward_kernel(
+    x: torch.Tensor, num_t: torch.Tensor, den_t: torch.Tensor, near_only: bool = False
+) -> torch.Tensor:
+    """``R(x)`` for ``x (N, in)``, coefficient rows ``num_t (m + 1, in)`` and ``den_t (n, in)``.
+
+    ``near_only``: only the direct formula, returned with the number of entries beyond
+    :func:`far_threshold` (they come out as ``R(0)``; the caller evaluates those few itself, see
+    :func:`_patch_far`)."""
+    if near_only:
+        if den_t.shape[0] == 0:
+            return _horner(num_t, x), x.new_zeros((), dtype=torch.int64)
+        far, xn, _ = _near_far(x, far_threshold(x.dtype, num_t.shape[0], den_t.shape[0]))
+        return _near_value(xn, num_t, den_t.abs()), far.sum()
     return _rational_value(x, num_t, den_t)
 
 
 def _near_backward(x, num_t, den_t, grad):
-    """Gradients of ``sum(grad * R(x))`` by the direct formulas (exact for ``|x| <= 1``).
+    """Gradients of ``sum(grad * R(x))`` by the direct formulas (used up to :func:`far_threshold`).
 
     With ``P``, ``P'`` (Horner with derivative), ``t = |x|``, ``S(t) = sum_j |b_j| t^j``,
     ``Q = 1 + S``, ``u = grad / Q`` and ``R = P / Q``::
@@ -225,7 +265,10 @@ def _near_backward(x, num_t, den_t, grad):
     for _ in range(n):
         w = w * t
         grad_den.append(w.sum(0))
-    return dx, dnum, torch.stack(grad_den) * -torch.sign(den_t)
+    # b_j = 0 has gradient 0 (sign(0) = 0); its sum may have overflowed (u R t^j grows past the
+    # channel's degree), so it is masked rather than multiplied by 0 (inf * 0 = NaN).
+    sums = torch.stack(grad_den)
+    return dx, dnum, torch.where(den_t != 0, sums * -torch.sign(den_t), torch.zeros_like(sums))
 
 
 def _far_backward(x, num_t, den_t, grad):
@@ -282,21 +325,64 @@ def _far_backward(x, num_t, den_t, grad):
 
 
 def _rational_backward_kernel(
-    x: torch.Tensor, num_t: torch.Tensor, den_t: torch.Tensor, grad: torch.Tensor
+    x: torch.Tensor, num_t: torch.Tensor, den_t: torch.Tensor, grad: torch.Tensor, near_only: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients of ``sum(grad * R(x))``: ``(dx (N, in), dnum (m + 1, in), dden (n, in))``.
 
-    Inputs with ``|x| <= 1`` use the direct formulas (:func:`_near_backward`), larger ones the
-    ``|x|^-D``-scaled ones (:func:`_far_backward`), so the gradients stay finite and accurate
-    wherever their true value is representable.
+    Inputs with ``|x| <=`` :func:`far_threshold` use the direct formulas (:func:`_near_backward`),
+    larger ones the ``|x|^-D``-scaled ones (:func:`_far_backward`), so the gradients stay finite
+    and accurate wherever their true value is representable. ``near_only``: the far entries
+    contribute nothing (and get ``dx = 0``), and their number is returned as a fourth result; the
+    caller adds them itself (:func:`_patch_far_backward`).
     """
     if den_t.shape[0] == 0:  # a polynomial: nothing to rescale
-        return _near_backward(x, num_t, den_t, grad)
-    far, xn, xf = _near_far(x)
+        grads = _near_backward(x, num_t, den_t, grad)
+        return (*grads, x.new_zeros((), dtype=torch.int64)) if near_only else grads
+    far, xn, xf = _near_far(x, far_threshold(x.dtype, num_t.shape[0], den_t.shape[0]))
     zero = torch.zeros_like(grad)
     dx_n, dnum_n, dden_n = _near_backward(xn, num_t, den_t, torch.where(far, zero, grad))
+    if near_only:
+        return dx_n, dnum_n, dden_n, far.sum()
     dx_f, dnum_f, dden_f = _far_backward(xf, num_t, den_t, torch.where(far, grad, zero))
     return torch.where(far, dx_f, dx_n), dnum_n + dnum_f, dden_n + dden_f
+
+
+def _compact_far(x: torch.Tensor) -> bool:
+    """Whether the fused kernels evaluate only the direct formulas and the (rare) entries beyond
+    :func:`far_threshold` separately: on the CPU outside autograd. Finding those entries reads a
+    count back to the host, a synchronisation an accelerator should not wait for, so there both
+    formulas run on every entry instead."""
+    return x.device.type == "cpu" and not torch.is_grad_enabled()
+
+
+def _far_entries(x: torch.Tensor, num_t: torch.Tensor, den_t: torch.Tensor, count: torch.Tensor):
+    """Flat indices of the entries of ``x (N, C)`` beyond :func:`far_threshold` and their channels
+    (``None`` when the kernel counted none or the coefficients make it a polynomial)."""
+    if den_t.shape[0] == 0 or int(count) == 0:
+        return None
+    threshold = far_threshold(x.dtype, num_t.shape[0], den_t.shape[0])
+    flat = (x.abs() > threshold).reshape(-1).nonzero().squeeze(1)
+    if flat.numel() == 0:
+        return None
+    return flat, flat % x.shape[1]
+
+
+def _patch_far(out, x, num_t, den_t, entries) -> None:
+    """Write ``R(x)`` by the scaled formula into ``out`` at the far ``entries`` (in place): every
+    far entry becomes its own column with its channel's coefficients."""
+    flat, chan = entries
+    xf = x.reshape(-1)[flat].unsqueeze(0)
+    out.view(-1)[flat] = _far_value(xf, num_t[:, chan], den_t[:, chan].abs()).squeeze(0)
+
+
+def _patch_far_backward(dx, dnum, dden, x, num_t, den_t, grad, entries) -> None:
+    """Add the far entries' gradients (scaled formulas) to ``dx``, ``dnum``, ``dden`` in place."""
+    flat, chan = entries
+    xf, gf = x.reshape(-1)[flat].unsqueeze(0), grad.reshape(-1)[flat].unsqueeze(0)
+    dx_f, dnum_f, dden_f = _far_backward(xf, num_t[:, chan], den_t[:, chan], gf)
+    dx.view(-1)[flat] = dx_f.squeeze(0)
+    dnum.index_add_(1, chan, dnum_f)
+    dden.index_add_(1, chan, dden_f)
 
 
 def _group_sum(grad_t: torch.Tensor, group_index: torch.Tensor | None, num_groups: int) -> torch.Tensor:
@@ -331,7 +417,13 @@ class RationalFunction(torch.autograd.Function):
         lead = x.shape[:-1]
         x2 = x.reshape(-1, x.shape[-1])
         with _autocast_off(x.device.type):
-            out = run_kernel(_rational_forward_kernel, x2, num, den)
+            if _compact_far(x2):
+                out, count = run_kernel(_rational_forward_kernel, x2, num, den, True)
+                entries = _far_entries(x2, num, den, count)
+                if entries is not None:
+                    _patch_far(out, x2, num, den, entries)
+            else:
+                out = run_kernel(_rational_forward_kernel, x2, num, den)
         ctx.save_for_backward(x, numerator, denominator, group_index)
         ctx.has_groups = group_index is not None
         return out.reshape(*lead, x.shape[-1])
@@ -345,7 +437,13 @@ class RationalFunction(torch.autograd.Function):
         x2 = x.reshape(-1, x.shape[-1])
         g2 = grad_out.reshape(x2.shape).to(x.dtype)
         with _autocast_off(x.device.type):
-            dx, dnum, dden = run_kernel(_rational_backward_kernel, x2, num, den, g2)
+            if _compact_far(x2):
+                dx, dnum, dden, count = run_kernel(_rational_backward_kernel, x2, num, den, g2, True)
+                entries = _far_entries(x2, num, den, count)
+                if entries is not None:
+                    _patch_far_backward(dx, dnum, dden, x2, num, den, g2, entries)
+            else:
+                dx, dnum, dden = run_kernel(_rational_backward_kernel, x2, num, den, g2)
         need_x, need_num, need_den = ctx.needs_input_grad[:3]
         grad_x = dx.reshape(x.shape) if need_x else None
         groups = numerator.shape[0]
