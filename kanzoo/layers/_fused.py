@@ -483,10 +483,14 @@ class KANLinearFunction(torch.autograd.Function):
         need_w = need_b or need_s or need_c
         grad_y = grad_y.to(mm_dtype)
         xc = x.to(cd)
-        grad_x = feats = None
+        grad_x = feats = scratch = None
         if need_x:
             if weight is None:
+                # Rebuilt here, so after dx its buffer holds dW (one weight-sized allocation less:
+                # above glibc's 32 MiB mmap threshold each one is page-faulted in afresh).
                 weight = build_weight(base_weight, spline_weight, spline_scaler, mm_dtype)
+                fresh = weight.untyped_storage().data_ptr() != spline_weight.untyped_storage().data_ptr()
+                scratch = weight if fresh else None  # (never a view of the parameter itself)
             grad_f = grad_y @ weight
             if need_w:
                 fn = features_and_input_grad
@@ -499,7 +503,9 @@ class KANLinearFunction(torch.autograd.Function):
             if feats is None:
                 feats = run_fused(build_features, xc, act, phi_fn, mm_dtype, 1, *args)
             has_base = base_weight is not None
-            g_base, g_spline, g_scaler = _split(grad_y.t() @ feats, has_base, spline_weight, spline_scaler)
+            reuse = scratch is not None and scratch.is_contiguous() and scratch.dtype == feats.dtype
+            grad_w = torch.mm(grad_y.t(), feats, out=scratch) if reuse else grad_y.t() @ feats
+            g_base, g_spline, g_scaler = _split(grad_w, has_base, spline_weight, spline_scaler)
             if g_base is not None:
                 g_base = g_base.to(base_weight.dtype)
         grad_bias = grad_y.sum(0).to(bias.dtype) if (need_bias and bias is not None) else None

@@ -332,3 +332,29 @@ def test_compiled_kernels_specialise_per_layer_shape_up_to_a_cap(monkeypatch):
     assert len(made) == 4 and made[-1].endswith("_dynamic")
     call(8, 5)  # a specialised shape keeps its own copy
     assert len(made) == 4
+
+
+@pytest.mark.parametrize("scaler,base", [(True, True), (False, False)], ids=["fused", "bare"])
+def test_backward_never_writes_into_the_parameters(scaler, base):
+    """Backward reuses the rebuilt weight's buffer for dW; with no scaler and no base branch the
+    "built" weight is a view of spline_weight itself, which must stay untouched."""
+    act = "silu" if base else None
+    layer = _randomize(KANLinear(6, 40, spline_scaler=scaler, base_activation=act), 0.3)
+    before = {n: p.detach().clone() for n, p in layer.named_parameters()}
+    x = torch.randn(2, 6, requires_grad=True)  # small batch: the weight is rebuilt in backward
+    layer(x).square().sum().backward()
+    for n, p in layer.named_parameters():
+        assert torch.equal(p.detach(), before[n]), n
+    ref = KANLinear(6, 40, spline_scaler=scaler, base_activation=act)
+    ref.load_state_dict(layer.state_dict())
+    xr = x.detach().clone().requires_grad_()
+    with torch.enable_grad():
+        from kanzoo.layers._fused import plain_linear
+
+        spec = ref.basis.functional()
+        y = plain_linear(xr, ref.base_weight, ref.spline_weight, ref.spline_scaler, ref.bias, torch.float32,
+                         act, spec[0], *spec[2])  # fmt: skip
+        y.square().sum().backward()
+    torch.testing.assert_close(x.grad, xr.grad, rtol=1e-5, atol=1e-6)
+    for (n, p), (_, q) in zip(layer.named_parameters(), ref.named_parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6, msg=n)
