@@ -239,7 +239,7 @@ def set_rational_fused(model: nn.Module, fused: bool) -> nn.Module:
     return model
 
 
-def rational_rows(args, runner: Runner, peers: bool) -> list[list]:
+def rational_rows(args, runner: Runner, peers: bool, notes: list[str]) -> list[list]:
     """GR-KAN ``KANLinear`` (fused, plain autograd, KAT's torch path) vs a parameter-matched MLP,
     then one KAN-ViT tiny step next to its MLP twin."""
     import kanzoo
@@ -257,7 +257,10 @@ def rational_rows(args, runner: Runner, peers: bool) -> list[list]:
         if peers:
             import _peers
 
-            cands["KAT GR-KAN torch path (ikan)"] = _peers.grkan_peer(d, d).to(args.device)
+            peer, note = _peers.grkan_peer(d, d)
+            cands["KAT GR-KAN torch path (ikan)"] = peer.to(args.device)
+            if note and note not in notes:
+                notes.append(note)
         res = runner.run(cands, x, args.reps or 15)
         mlp = res[next(iter(cands))]
         for name, (p, f, fb, mem) in res.items():
@@ -343,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
     if "rational" in sections:
         print("### GR-KAN (rational, 8 groups, no base branch) vs parameter-matched MLP; KAN-ViT tiny step\n")
-        print(C.markdown_table(HEADER[:-1], [r[:-1] for r in rational_rows(args, runner, args.peers)]))
+        print(C.markdown_table(HEADER[:-1], [r[:-1] for r in rational_rows(args, runner, args.peers, notes)]))
         print()
     for note in notes:
         print("- " + note)

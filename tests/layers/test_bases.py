@@ -144,21 +144,32 @@ def test_half_precision_cast_keeps_float32_knots():
 # Other bases against numpy
 
 
-def test_chebyshev_matches_numpy():
-    basis = get_basis("chebyshev")(3, degree=6).double()
+@pytest.mark.parametrize("degree", [1, 6, 15], ids=["d1", "d6_recurrence", "d15_closed_form"])
+def test_chebyshev_matches_numpy(degree):
+    basis = get_basis("chebyshev")(3, degree=degree).double()
     x = np.random.default_rng(0).normal(0, 2, size=(50, 3))
+    x[0] = [0.0, -40.0, 40.0]
     t = np.tanh(x)
     phi, dphi = basis.forward_with_derivative(torch.from_numpy(x))
-    np.testing.assert_allclose(phi.numpy(), npcheb.chebvander(t, 6), atol=1e-12)
-    ref_d = np.stack([npcheb.Chebyshev.basis(d).deriv()(t) * (1 - t**2) for d in range(7)], -1)
-    np.testing.assert_allclose(dphi.numpy(), ref_d, atol=1e-11)
+    np.testing.assert_allclose(phi.numpy(), npcheb.chebvander(t, degree), atol=1e-12)
+    ref_d = np.stack([npcheb.Chebyshev.basis(d).deriv()(t) * (1 - t**2) for d in range(degree + 1)], -1)
+    np.testing.assert_allclose(dphi.numpy(), ref_d, atol=1e-10)
 
 
-def test_chebyshev_finite_gradient_at_saturation():
-    basis = get_basis("chebyshev")(1, degree=5).double()
-    x = torch.tensor([[-1e6], [-30.0], [30.0], [1e6]], dtype=torch.float64, requires_grad=True)
+@pytest.mark.parametrize("degree", [5, 15])
+def test_chebyshev_finite_gradient_at_saturation(degree):
+    basis = get_basis("chebyshev")(1, degree=degree).double()
+    x = torch.tensor([[-1e6], [-30.0], [0.0], [30.0], [1e6]], dtype=torch.float64, requires_grad=True)
     basis(x).sum().backward()
     assert torch.isfinite(x.grad).all()
+
+
+def test_chebyshev_closed_form_gradcheck_and_gradgradcheck():
+    """Above the recurrence degree: autograd through atan2/cos, including x = 0 exactly."""
+    basis = get_basis("chebyshev")(2, degree=12).double()
+    x = torch.tensor([[0.0, 0.3], [-1.7, 4.0], [2.5, -0.01]], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(basis, (x,))
+    assert torch.autograd.gradgradcheck(basis, (x,))
 
 
 def test_rbf_matches_numpy():
