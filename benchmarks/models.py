@@ -1,6 +1,6 @@
 """Training-step throughput of every KAN model family against its parameter-matched twin, ONE run.
 
-    python benchmarks/models.py                       # tiny variant of every family, batch 32
+    python benchmarks/models.py                       # tiny variant of every family
     python benchmarks/models.py --models kan_vit_tiny conv_kan_tiny --batch-size 64
     python benchmarks/models.py --threads 1 --timer cpu   # as taken on a busy shared machine
     python benchmarks/models.py --device cuda --dtype bf16
@@ -8,8 +8,9 @@
 The step is the one the trainer runs (``kanzoo.train.trainer``): the task's loss
 (``kanzoo.train.tasks.get_task``), backward, gradient clipping to norm 1 and an AdamW step over
 the role-based parameter groups (``kanzoo.train.optim.build_optimizer``). Inputs are random
-tensors of each model's configured input shape (images, masks, token ids); the data pipeline is
-not timed. A KAN model and its twin are timed interleaved (A, B, A, B, ...), so load from other
+tensors of each model's configured input shape (images, masks, token ids, lookback/horizon
+windows, formula inputs, Poisson collocation and boundary points); the data pipeline is not
+timed. A KAN model and its twin are timed interleaved (A, B, A, B, ...), so load from other
 processes hits both alike; the table reports median ms per step, samples/s and
 ``KAN samples/s / twin samples/s`` (the issue's target: >= 0.8).
 """
@@ -26,13 +27,39 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import interleaved, machine_line, markdown_table, n_params  # noqa: E402
 
-DEFAULT_MODELS = ("conv_kan_tiny", "kan_vit_tiny", "kan_unet_tiny", "kan_gpt_nano")
+DEFAULT_MODELS = (
+    "conv_kan_tiny", "kan_vit_tiny", "kan_unet_tiny", "kan_gpt_nano", "kan_tsf_tiny", "kan_fit_tiny",
+    "kan_pinn_tiny",
+)  # fmt: skip
+
+
+#: Batch sizes of the families' training recipes (``recipe.batch_size`` in configs/model/*.yaml)
+#: where they differ from 32: formula fitting trains on 1000 points, the PINN on 256.
+RECIPE_BATCH = {"regression": 1000, "pde": 256}
 
 
 def make_batch(model: torch.nn.Module, task: str, batch_size: int, *, seq_len: int, device) -> dict:
     """Random inputs of the model's configured shape for ``task``."""
     cfg = model.config
     gen = torch.Generator().manual_seed(0)
+    if task == "forecasting":
+        past = torch.randn(batch_size, cfg.lookback, cfg.num_channels, generator=gen)
+        future = torch.randn(batch_size, cfg.horizon, cfg.num_channels, generator=gen)
+        return {"past_values": past.to(device), "future_values": future.to(device)}
+    if task == "regression":
+        x = torch.rand(batch_size, cfg.in_features, generator=gen) * 2 - 1
+        return {"x": x.to(device), "y": torch.randn(batch_size, cfg.out_features, generator=gen).to(device)}
+    if task == "pde":  # the 2-D Poisson problem: interior collocation points + boundary points
+        coords = torch.rand(batch_size, cfg.in_features, generator=gen) * 2 - 1
+        edge = torch.rand(batch_size, cfg.in_features, generator=gen) * 2 - 1
+        edge[:, 0] = torch.where(edge[:, 0] > 0, 1.0, -1.0)
+        return {
+            "pde": "poisson",
+            "coords": coords.to(device),
+            "boundary_coords": edge.to(device),
+            "boundary_values": torch.zeros(batch_size, cfg.out_features).to(device),
+            "boundary_weight": 1.0,
+        }
     if task == "lm":
         ids = torch.randint(0, cfg.vocab_size, (batch_size, min(seq_len, cfg.n_positions)), generator=gen)
         return {"input_ids": ids.to(device), "labels": ids.to(device)}
@@ -64,7 +91,7 @@ def train_step(model, task, optimizer, batch, *, clip: float, autocast: contextl
 
 
 def batch_device(batch: dict) -> torch.device:
-    return next(iter(batch.values())).device
+    return next(v for v in batch.values() if torch.is_tensor(v)).device
 
 
 def pairs(names) -> list[tuple[str, str, str]]:
@@ -84,7 +111,10 @@ def pairs(names) -> list[tuple[str, str, str]]:
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), help="KAN model names")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--batch-size", type=int, default=None,
+        help="samples per step (default: the family's recipe batch size, see RECIPE_BATCH)",
+    )  # fmt: skip
     p.add_argument("--seq-len", type=int, default=128, help="tokens per sequence (language models)")
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
@@ -115,24 +145,24 @@ def main(argv=None) -> str:
     rows = []
     for kan, twin, task_name in pairs(args.models):
         task = get_task(task_name)
+        bs = args.batch_size or RECIPE_BATCH.get(task_name, 32)
         steps, info = {}, {}
         for name in (kan, twin):
             torch.manual_seed(0)
             model = kanzoo.create_model(name).to(device).train()
             opt = build_optimizer(model, OptimConfig(lr=1e-4, weight_decay=0.05))
-            batch = make_batch(model, task_name, args.batch_size, seq_len=args.seq_len, device=device)
+            batch = make_batch(model, task_name, bs, seq_len=args.seq_len, device=device)
             ac = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16")
             steps[name] = train_step(model, task, opt, batch, clip=1.0, autocast=ac)
             info[name] = n_params(model)
         ms = interleaved(steps, reps=args.reps, warmup=args.warmup, timer=args.timer)
-        sps = {n: args.batch_size / (ms[n] / 1e3) for n in ms}
-        rows.append(
-            (kan, twin, info[kan], info[twin], ms[kan], ms[twin], sps[kan], sps[twin], sps[kan] / sps[twin])
-        )
+        sps = {n: bs / (ms[n] / 1e3) for n in ms}
+        ratio = sps[kan] / sps[twin]
+        rows.append((kan, twin, bs, info[kan], info[twin], ms[kan], ms[twin], sps[kan], sps[twin], ratio))
         print(f"{kan}: {ms[kan]:.1f} ms, {twin}: {ms[twin]:.1f} ms", file=sys.stderr, flush=True)
-    header = ("KAN model", "twin", "KAN params", "twin params", "KAN ms/step", "twin ms/step",
+    header = ("KAN model", "twin", "batch", "KAN params", "twin params", "KAN ms/step", "twin ms/step",
               "KAN samples/s", "twin samples/s", "KAN/twin samples/s")  # fmt: skip
-    extra = f"batch {args.batch_size}, {args.dtype}, device {args.device}, keep_freed_memory={kept}"
+    extra = f"{args.dtype}, device {args.device}, keep_freed_memory={kept}"
     text = machine_line(timer=args.timer, extra=extra) + "\n\n" + markdown_table(header, rows)
     print(text)
     return text
