@@ -154,3 +154,20 @@ def test_compacted_far_entries_match_the_both_branch_kernels(monkeypatch, kind):
     for got, ref in zip(*results, strict=True):
         assert torch.isfinite(ref).all()
         torch.testing.assert_close(got, ref, rtol=1e-5, atol=0)  # summation order differs
+
+
+def test_far_entries_of_a_non_contiguous_input():
+    """A permuted input (as a channels-last map reaches the basis) with entries beyond the
+    threshold: same values and gradients as the contiguous copy."""
+    a, b = (t.float() for t in _coefficients("kat_gelu"))
+    base = torch.randn(3, 5, 7, generator=torch.Generator().manual_seed(4)) * 3
+    base[1, 0, 0], base[2, 4, 6] = 1e7, -3e6
+    results = []
+    for x in (base.permute(1, 2, 0), base.permute(1, 2, 0).contiguous()):
+        xs, an, bn = (t.clone().requires_grad_() for t in (x, a, b))
+        out = fused_rational(xs, an, bn)
+        results.append((out, *torch.autograd.grad(out.sum(), (xs, an, bn))))
+    assert not base.permute(1, 2, 0).is_contiguous()
+    for got, ref in zip(*results, strict=True):
+        assert torch.isfinite(ref).all()
+        torch.testing.assert_close(got, ref, rtol=1e-5, atol=0)

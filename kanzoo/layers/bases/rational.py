@@ -356,31 +356,30 @@ def _compact_far(x: torch.Tensor) -> bool:
 
 
 def _far_entries(x: torch.Tensor, num_t: torch.Tensor, den_t: torch.Tensor, count: torch.Tensor):
-    """Flat indices of the entries of ``x (N, C)`` beyond :func:`far_threshold` and their channels
-    (``None`` when the kernel counted none or the coefficients make it a polynomial)."""
+    """``(rows, channels)`` of the entries of ``x (N, C)`` beyond :func:`far_threshold` (``None``
+    when the kernel counted none or the coefficients make it a polynomial). Indexing by row and
+    channel works whatever the strides of ``x`` and of the kernels' outputs."""
     if den_t.shape[0] == 0 or int(count) == 0:
         return None
     threshold = far_threshold(x.dtype, num_t.shape[0], den_t.shape[0])
-    flat = (x.abs() > threshold).reshape(-1).nonzero().squeeze(1)
-    if flat.numel() == 0:
-        return None
-    return flat, flat % x.shape[1]
+    rows, chan = (x.abs() > threshold).nonzero().unbind(1)
+    return (rows, chan) if rows.numel() else None
 
 
 def _patch_far(out, x, num_t, den_t, entries) -> None:
     """Write ``R(x)`` by the scaled formula into ``out`` at the far ``entries`` (in place): every
     far entry becomes its own column with its channel's coefficients."""
-    flat, chan = entries
-    xf = x.reshape(-1)[flat].unsqueeze(0)
-    out.view(-1)[flat] = _far_value(xf, num_t[:, chan], den_t[:, chan].abs()).squeeze(0)
+    rows, chan = entries
+    xf = x[rows, chan].unsqueeze(0)
+    out[rows, chan] = _far_value(xf, num_t[:, chan], den_t[:, chan].abs()).squeeze(0)
 
 
 def _patch_far_backward(dx, dnum, dden, x, num_t, den_t, grad, entries) -> None:
     """Add the far entries' gradients (scaled formulas) to ``dx``, ``dnum``, ``dden`` in place."""
-    flat, chan = entries
-    xf, gf = x.reshape(-1)[flat].unsqueeze(0), grad.reshape(-1)[flat].unsqueeze(0)
+    rows, chan = entries
+    xf, gf = x[rows, chan].unsqueeze(0), grad[rows, chan].unsqueeze(0)
     dx_f, dnum_f, dden_f = _far_backward(xf, num_t[:, chan], den_t[:, chan], gf)
-    dx.view(-1)[flat] = dx_f.squeeze(0)
+    dx[rows, chan] = dx_f.squeeze(0)
     dnum.index_add_(1, chan, dnum_f)
     dden.index_add_(1, chan, dden_f)
 
