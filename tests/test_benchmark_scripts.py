@@ -1,6 +1,7 @@
 """The benchmark scripts run end to end on tiny settings (their numbers are not checked here:
 speed is measured by running them, never asserted in tests)."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ def test_models_benchmark_times_every_task_kind():
     cmd = [sys.executable, str(ROOT / "benchmarks" / "models.py"), "--models", "kan_tsf_tiny", "kan_fit_tiny",
            "kan_pinn_tiny", "conv_kan_tiny", "--reps", "1", "--warmup", "0", "--batch-size", "4"]  # fmt: skip
     env = {"KANZOO_COMPILE": "0", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "disabled"}
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**_env(), **env})
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, **env})
     assert out.returncode == 0, out.stderr[-2000:]
     rows = [line for line in out.stdout.splitlines() if line.startswith(("| kan_", "| conv_"))]
     names = ["kan_tsf_tiny", "kan_fit_tiny", "kan_pinn_tiny", "conv_kan_tiny"]
@@ -48,9 +49,3 @@ def test_layers_benchmark_drops_a_candidate_slower_than_the_limit():
     dropped = list(bench.drop_slow(runner, cands, torch.randn(2, 3), limit_s=0.02))
     assert [name for name, _ in dropped] == ["slow"] and dropped[0][1] > 0.02
     assert list(cands) == ["ref", "fast"]
-
-
-def _env():
-    import os
-
-    return dict(os.environ)
